@@ -1,0 +1,229 @@
+"""`elmo`: run the local stack, manage topics, replay fixtures, tail topics, export contracts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from elmo.runtime.settings import ConnectionSettings
+
+app = typer.Typer(help="Elmo: a Kafka-native engine that answers customers on social media.", no_args_is_help=True)
+kafka_app = typer.Typer(help="The local Apache Kafka broker (KRaft, one node).", no_args_is_help=True)
+redis_app = typer.Typer(help="The local Redis server.", no_args_is_help=True)
+topics_app = typer.Typer(help="Topics of the registry in elmo.contracts.topics.", no_args_is_help=True)
+schema_app = typer.Typer(help="Event contracts as JSON Schema and AsyncAPI.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(redis_app, name="redis")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schema_app, name="schema")
+
+
+def _connections() -> ConnectionSettings:
+    return ConnectionSettings()
+
+
+def _stack():  # noqa: ANN202 - LocalStackSettings, imported lazily to keep `elmo --help` fast
+    from elmo.local.stack_settings import LocalStackSettings, find_repo_root
+
+    return LocalStackSettings.from_env(find_repo_root())
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr.")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+
+
+# --- local infrastructure --------------------------------------------------------------------
+
+
+@kafka_app.command("up")
+def kafka_up() -> None:
+    """Start the broker (resolving its jars from Maven Central on first use); returns when it accepts produce requests."""
+    from elmo.local.kafka_broker import kafka_up as start
+
+    start(_stack())
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the broker this project started (no-op if none)."""
+    from elmo.local.kafka_broker import kafka_down as stop
+
+    stop(_stack())
+
+
+@kafka_app.command("status")
+def kafka_status(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the exit code: 0 when running.")) -> None:
+    """Show whether the project's broker runs; exit code 1 when it does not."""
+    from elmo.local.kafka_broker import kafka_status as status
+
+    state = status(_stack())
+    if not quiet:
+        typer.echo(json.dumps(state, default=str))
+    if not state.get("pid"):
+        raise typer.Exit(1)
+
+
+@redis_app.command("up")
+def redis_up() -> None:
+    """Start redis-server, or reuse one that already answers on the configured port."""
+    from elmo.local.redis_server import redis_up as start
+
+    start(_stack())
+
+
+@redis_app.command("down")
+def redis_down() -> None:
+    """Stop the Redis this project started (a reused one is left alone)."""
+    from elmo.local.redis_server import redis_down as stop
+
+    stop(_stack())
+
+
+# --- topics ----------------------------------------------------------------------------------
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic of the registry that does not exist yet (idempotent)."""
+    from elmo.tools.topic_admin import create_topics
+
+    created = create_topics(_connections().kafka_bootstrap_servers)
+    typer.echo(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else " (all existed)"))
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Show each registry topic: partitions, retention, cleanup policy, and whether it exists."""
+    from elmo.tools.topic_admin import describe_topics
+
+    for state in describe_topics(_connections().kafka_bootstrap_servers):
+        topic = state.topic
+        retention = "forever" if topic.retention_ms < 0 else f"{topic.retention_ms / 86_400_000:g}d"
+        exists = f"{state.partitions} partitions" if state.exists else "MISSING"
+        typer.echo(f"{topic.name:28} {exists:14} retention={retention:8} cleanup={topic.cleanup_policy.value:8} {topic.description}")
+
+
+# --- running the chain -----------------------------------------------------------------------
+
+
+def _supervisor_pid_file() -> Path:
+    return _stack().state_dir / "supervisor.pid"
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+@app.command("up")
+def up(foreground: bool = typer.Option(False, "--foreground", help="Supervise in this terminal until Ctrl-C.")) -> None:
+    """Start Kafka and Redis, create topics, and run every implemented service under a supervisor."""
+    from elmo.local.kafka_broker import kafka_up as start_kafka
+    from elmo.local.redis_server import redis_up as start_redis
+    from elmo.tools.supervisor import implemented_services
+
+    stack = _stack()
+    start_kafka(stack)
+    start_redis(stack)
+    topics_create()
+    services = implemented_services()
+    typer.echo(f"services: {', '.join(services) or 'none implemented yet'}")
+    command = [sys.executable, "-m", "elmo.tools.supervisor"]
+    env = {**os.environ, "ELMO_LOGS_DIR": str(stack.state_dir / "logs")}
+    if foreground:
+        os.execve(sys.executable, command, env)
+    pid_file = _supervisor_pid_file()
+    if pid := _running_pid(pid_file):
+        typer.echo(f"supervisor already running (pid {pid})")
+        return
+    (stack.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+    with (stack.state_dir / "logs" / "supervisor.log").open("ab") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    pid_file.write_text(str(process.pid))
+    typer.echo(f"supervisor started (pid {process.pid}); logs in {stack.state_dir / 'logs'}; `elmo down` stops all")
+
+
+@app.command("down")
+def down(keep_infra: bool = typer.Option(False, "--keep-infra", help="Stop the services but leave Kafka and Redis up.")) -> None:
+    """Stop the services (gracefully), then the Kafka and Redis this project started."""
+    pid_file = _supervisor_pid_file()
+    if pid := _running_pid(pid_file):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _running_pid(pid_file) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        typer.echo("services stopped")
+    pid_file.unlink(missing_ok=True)
+    if not keep_infra:
+        kafka_down()
+        redis_down()
+
+
+# --- fixtures and inspection -----------------------------------------------------------------
+
+
+@app.command("replay")
+def replay(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON-lines fixture, one event per line."),
+    topic: str = typer.Option("elmo.inbound", "--topic", "-t", help="Topic to publish to."),
+    rate: float = typer.Option(0.0, "--rate", help="Events per second (0: as fast as possible)."),
+    loop: bool = typer.Option(False, "--loop", help="Repeat the file (with fresh event ids) until --limit or Ctrl-C."),
+    limit: int | None = typer.Option(None, "--limit", help="Stop after this many events."),
+) -> None:
+    """Publish fixture events keyed by conversation_id."""
+    from elmo.tools.replay import FixtureError
+    from elmo.tools.replay import replay as run_replay
+
+    try:
+        report = run_replay(file, topic, _connections().kafka_bootstrap_servers, rate or None, loop, limit)
+    except FixtureError as error:
+        _fail(str(error))
+    typer.echo(f"sent {report.sent} events to {topic} in {report.seconds:.2f} s ({report.rate:.0f}/s)", err=True)
+
+
+@app.command("tail")
+def tail(
+    topic: str = typer.Argument(..., help="Topic to read."),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the earliest retained record."),
+    max_records: int | None = typer.Option(None, "--max", help="Exit after this many records."),
+    idle_timeout: float | None = typer.Option(None, "--idle-timeout", help="Exit after this many seconds without records."),
+    meta: bool = typer.Option(False, "--meta", help="Print partition, offset, key and headers too."),
+) -> None:
+    """Print a topic's events, one JSON line each."""
+    from elmo.tools.tail import tail as run_tail
+
+    for record in run_tail(topic, _connections().kafka_bootstrap_servers, from_beginning, max_records, idle_timeout):
+        typer.echo(json.dumps(record if meta else record["value"], default=str))
+
+
+@schema_app.command("export")
+def schema_export(directory: Path = typer.Argument(Path("docs/schemas"), help="Where to write the files.")) -> None:
+    """Write a JSON Schema per event type and the AsyncAPI document of the chain."""
+    from elmo.tools.schema_docs import export
+
+    for path in export(directory):
+        typer.echo(str(path))
+
+
+if __name__ == "__main__":
+    app()

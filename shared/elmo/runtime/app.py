@@ -1,0 +1,187 @@
+"""The Kafka shell around a stage: FastStream consumes, `BatchProcessor` handles, offsets commit.
+
+Delivery is at-least-once with idempotent effects: offsets are committed only after every output
+of the batch is acknowledged by Kafka (acks=all, idempotent producer), and a batch whose outcome
+could not be made durable is rewound and tried again rather than skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from elmo.runtime.health import Health
+from elmo.runtime.idempotency import RedisSeenEvents
+from elmo.runtime.json_logs import configure_logging
+from elmo.runtime.metrics import ServiceMetrics
+from elmo.runtime.processing import BatchProcessor, RetryPolicy
+from elmo.runtime.records import ConsumedRecord, OutgoingRecord
+from elmo.runtime.settings import RuntimeSettings
+from elmo.runtime.stage import Stage
+
+log = logging.getLogger("elmo.runtime")
+
+# After a batch could not be made durable (broker or Redis unreachable), wait before re-reading it.
+REDELIVERY_PAUSE_S = 1.0
+
+
+async def _call_hook(hook: object) -> None:
+    if hook is None:
+        return
+    result = hook()  # type: ignore[operator]
+    if inspect.isawaitable(result):
+        await result
+
+
+async def _keep_raw(message: object) -> None:
+    # The processor decodes each record itself so one bad record is dead-lettered alone.
+    return None
+
+
+class StageService:
+    """A stage wired to Kafka, Redis and HTTP; `app` is the ASGI application uvicorn serves."""
+
+    def __init__(self, stage: Stage, settings: RuntimeSettings | None = None) -> None:
+        self.stage = stage
+        self.settings = settings or RuntimeSettings()
+        self.metrics = ServiceMetrics(stage.name)
+        self.health = Health(stall_after_s=self.settings.stall_after_s, model=stage.model)
+        self.broker = KafkaBroker(
+            self.settings.kafka_bootstrap_servers,
+            client_id=f"elmo-{stage.name}",
+            acks="all",
+            enable_idempotence=True,
+            graceful_timeout=self.settings.shutdown_grace_s,
+            log_level=logging.DEBUG,
+        )
+        self.seen = RedisSeenEvents.from_url(self.settings.redis_url, stage.name, self.settings.idempotency_ttl_s)
+        self.processor = BatchProcessor(
+            stage,
+            publish=self._publish,
+            seen=self.seen,
+            metrics=self.metrics,
+            retry=RetryPolicy(
+                self.settings.max_attempts, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
+            ),
+        )
+        self.subscriber = self.broker.subscriber(
+            stage.consumes.name,
+            batch=True,
+            max_records=self.settings.batch_max_records,
+            batch_timeout_ms=self.settings.batch_wait_ms,
+            group_id=self.settings.group_for(stage.name),
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_keep_raw,
+            title=f"{stage.name}:{stage.consumes.name}",
+            description=stage.description or None,
+        )
+        self.subscriber(self._on_batch)
+        self.health.consuming = self._consuming
+        self.app = AsgiFastStream(
+            self.broker,
+            asgi_routes=[("/healthz", self._healthz()), ("/readyz", self._readyz()), ("/metrics", self._metrics())],
+            on_startup=[self._start],
+            after_startup=[self._started],
+            on_shutdown=[self._stopping],
+            after_shutdown=[self._stopped],
+        )
+
+    async def _on_batch(self, message: KafkaMessage) -> None:
+        records = [ConsumedRecord.from_kafka(r) for r in message.raw_message]
+        self.health.batch_started()
+        try:
+            await self.processor.handle(records)
+        except Exception:
+            log.exception("batch not durable; rewinding to re-read it", extra={"fields": {"records": len(records)}})
+            await message.nack()
+            await asyncio.sleep(REDELIVERY_PAUSE_S)
+        else:
+            await message.ack()
+        finally:
+            self.health.batch_finished()
+
+    async def _publish(self, records: Sequence[OutgoingRecord]) -> None:
+        # Send everything first, then wait for every acknowledgement: one round trip per batch.
+        pending = [
+            await self.broker.publish(r.value, r.topic, key=r.key, headers=r.headers, no_confirm=True) for r in records
+        ]
+        await asyncio.gather(*pending)
+
+    def _consuming(self) -> bool:
+        return bool(self.subscriber.running and any(not t.done() for t in getattr(self.subscriber, "tasks", ())))
+
+    async def _start(self) -> None:
+        await _call_hook(self.stage.on_start)
+        if self.stage.model is not None and self.stage.model.version is not None:
+            self.metrics.model_loaded(self.stage.model.name, self.stage.model.version)
+
+    async def _started(self) -> None:
+        self.health.started = True
+        log.info("consuming", extra={"fields": {"topic": self.stage.consumes.name, "emits": self.stage.emits.name}})
+
+    async def _stopping(self) -> None:
+        self.health.stopping = True
+        log.info("stopping: finishing in-flight work", extra={"fields": {"grace_s": self.settings.shutdown_grace_s}})
+
+    async def _stopped(self) -> None:
+        await _call_hook(self.stage.on_stop)
+        await self.seen.close()
+        log.info("stopped")
+
+    def _healthz(self):  # noqa: ANN202 - an ASGI handler
+        @get
+        async def healthz(scope: object) -> AsgiResponse:
+            ok, detail = self.health.liveness()
+            return _json_response(ok, detail)
+
+        return healthz
+
+    def _readyz(self):  # noqa: ANN202
+        @get
+        async def readyz(scope: object) -> AsgiResponse:
+            reachable = await self.broker.ping(timeout=1.0) if self.health.started else False
+            ok, detail = self.health.readiness(reachable)
+            return _json_response(ok, detail)
+
+        return readyz
+
+    def _metrics(self):  # noqa: ANN202
+        @get
+        async def metrics(scope: object) -> AsgiResponse:
+            return AsgiResponse(generate_latest(self.metrics.registry), 200, headers={"content-type": CONTENT_TYPE_LATEST})
+
+        return metrics
+
+    async def serve(self) -> None:
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=max(1, int(self.settings.shutdown_grace_s)),
+        )
+        await uvicorn.Server(config).serve()
+
+
+def _json_response(ok: bool, detail: dict[str, object]) -> AsgiResponse:
+    body = json.dumps({"status": "ok" if ok else "fail", **detail}).encode()
+    return AsgiResponse(body, 200 if ok else 503, headers={"content-type": "application/json"})
+
+
+def run_stage(stage: Stage, settings: RuntimeSettings | None = None) -> None:
+    """Entry point of a service process: JSON logs, HTTP endpoints, consume until SIGTERM."""
+    settings = settings or RuntimeSettings()
+    configure_logging(stage.name, settings.log_level)
+    asyncio.run(StageService(stage, settings).serve())

@@ -1,0 +1,210 @@
+"""One batch of records through a stage: decode, skip what was handled, run the core, publish.
+
+This is the runtime's behaviour without Kafka: a unit test feeds it `ConsumedRecord`s and reads
+what it hands to the `Publish` callable. The Kafka shell (`elmo.runtime.app`) commits offsets only
+after `handle` returns, so every output is acknowledged before its input is marked consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import anyio.to_thread
+
+from elmo.contracts.codec import UndecodableRecord, decode, encode
+from elmo.contracts.events import Event
+from elmo.runtime.dead_letters import dead_letter_record
+from elmo.runtime.idempotency import SeenEvents
+from elmo.runtime.json_logs import event_context
+from elmo.runtime.metrics import ServiceMetrics
+from elmo.runtime.records import ConsumedRecord, OutgoingRecord
+from elmo.runtime.stage import CoreResult, RejectedInput, Stage
+
+log = logging.getLogger("elmo.runtime")
+
+Publish = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
+
+# Output ids are a function of (service, input id, position): reprocessing an input after a crash
+# yields the same ids, which the next stage recognises as already handled.
+OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c2a0e-6a43-4d4c-9b7e-0d7d2e4c9a11")
+
+
+def output_event_id(service: str, input_event_id: str, position: int) -> str:
+    return uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{service}/{input_event_id}/{position}").hex
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    backoff_s: float = 0.2
+    backoff_max_s: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.backoff_s * 2 ** (attempt - 1), self.backoff_max_s)
+
+
+@dataclass
+class _Pending:
+    record: ConsumedRecord
+    event: Event
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        stage: Stage,
+        publish: Publish,
+        seen: SeenEvents,
+        metrics: ServiceMetrics,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.stage = stage
+        self.publish = publish
+        self.seen = seen
+        self.metrics = metrics
+        self.retry = retry
+
+    async def handle(self, records: Sequence[ConsumedRecord]) -> None:
+        """Handle a batch; raises only when the outcome could not be made durable (then retry it)."""
+        started = time.perf_counter()
+        self.metrics.consumed(len(records))
+        outgoing: list[OutgoingRecord] = []
+
+        pending = self._decode(records, outgoing)
+        pending = await self._skip_handled(pending)
+        if pending:
+            results = await self._run_core([p.event for p in pending])
+            for item, result in zip(pending, results, strict=True):
+                outgoing.extend(self._outputs_or_dead_letter(item, result))
+
+        if outgoing:
+            await self.publish(outgoing)
+        if pending:
+            await self.seen.remember(p.event.event_id for p in pending)
+
+        self._count_published(outgoing)
+        self.metrics.batch(len(records), time.perf_counter() - started)
+
+    def _count_published(self, outgoing: Sequence[OutgoingRecord]) -> None:
+        produced = 0
+        for record in outgoing:
+            if record.topic == self.stage.emits.name:
+                produced += 1
+                if record.latency_s is not None:
+                    self.metrics.end_to_end(record.latency_s)
+            else:
+                self.metrics.dead_lettered(record.headers.get("elmo.dlq.reason", "unknown"))
+        self.metrics.produced(produced)
+
+    def _decode(self, records: Sequence[ConsumedRecord], outgoing: list[OutgoingRecord]) -> list[_Pending]:
+        pending: list[_Pending] = []
+        for record in records:
+            try:
+                event = decode(record.value, self.stage.input_type)
+            except UndecodableRecord as error:
+                log.warning(
+                    "dead-lettering undecodable record",
+                    extra={"fields": {"reason": error.reason, "error": str(error)[:300], "offset": record.offset}},
+                )
+                outgoing.append(self._dead_letter(record, error.reason, error))
+                continue
+            pending.append(_Pending(record, event))
+        return pending
+
+    async def _skip_handled(self, pending: list[_Pending]) -> list[_Pending]:
+        handled = await self.seen.already_handled([p.event.event_id for p in pending])
+        fresh: list[_Pending] = []
+        in_batch: set[str] = set()
+        for item, was_handled in zip(pending, handled, strict=True):
+            if was_handled or item.event.event_id in in_batch:
+                continue
+            in_batch.add(item.event.event_id)
+            fresh.append(item)
+        if skipped := len(pending) - len(fresh):
+            self.metrics.duplicates(skipped)
+        return fresh
+
+    async def _run_core(self, events: list[Event]) -> list[CoreResult | BaseException]:
+        """The whole batch in one call; if that fails, each event alone, with retries."""
+        try:
+            return list(await self._call_core(events))
+        except Exception as error:  # noqa: BLE001 - any core failure is isolated per event below
+            self.metrics.failed()
+            if len(events) == 1 and isinstance(error, RejectedInput):
+                return [error]
+            log.warning("batch failed, isolating events", extra={"fields": {"error": repr(error)[:300], "size": len(events)}})
+        return [await self._run_one_with_retries(event) for event in events]
+
+    async def _run_one_with_retries(self, event: Event) -> CoreResult | BaseException:
+        with event_context(event_id=event.event_id, conversation_id=event.conversation_id):
+            for attempt in range(1, self.retry.max_attempts + 1):
+                try:
+                    (result,) = await self._call_core([event])
+                    return result
+                except RejectedInput as error:
+                    self.metrics.failed()
+                    return error
+                except Exception as error:  # noqa: BLE001 - retried, then dead-lettered with its class
+                    self.metrics.failed()
+                    if attempt == self.retry.max_attempts:
+                        log.error("processing failed after retries", exc_info=error)
+                        return error
+                    await asyncio.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    async def _call_core(self, events: list[Event]) -> Sequence[CoreResult]:
+        if self.stage.runs_in_thread:
+            results = await anyio.to_thread.run_sync(self.stage.process_batch, events)
+        else:
+            results = await self.stage.process_batch(events)  # type: ignore[misc]
+        if len(results) != len(events):
+            raise RuntimeError(f"core of {self.stage.name} returned {len(results)} results for {len(events)} events")
+        return results
+
+    def _outputs_or_dead_letter(self, item: _Pending, result: CoreResult | BaseException) -> list[OutgoingRecord]:
+        if isinstance(result, BaseException):
+            reason = "rejected" if isinstance(result, RejectedInput) else "processing_failed"
+            attempts = 1 if isinstance(result, RejectedInput) else self.retry.max_attempts
+            return [self._dead_letter(item.record, reason, result, attempts=attempts, event_id=item.event.event_id)]
+        if result is None:
+            return []
+        events = [result] if isinstance(result, Event) else list(result)
+        return [self._output(item.event, position, event) for position, event in enumerate(events)]
+
+    def _output(self, source: Event, position: int, event: Event) -> OutgoingRecord:
+        event = event.model_copy(update={"event_id": output_event_id(self.stage.name, source.event_id, position)})
+        return OutgoingRecord(
+            topic=self.stage.emits.name,
+            key=event.key,
+            value=encode(event),
+            headers={
+                "elmo.event_type": event.event_type,
+                "elmo.schema_version": str(event.schema_version),
+                "elmo.origin_event_id": event.origin_event_id,
+                "elmo.producer": self.stage.name,
+            },
+            latency_s=event.latency_seconds(),
+        )
+
+    def _dead_letter(
+        self,
+        record: ConsumedRecord,
+        reason: str,
+        error: BaseException,
+        attempts: int = 1,
+        event_id: str | None = None,
+    ) -> OutgoingRecord:
+        return dead_letter_record(
+            service=self.stage.name,
+            dead_letter_topic=self.stage.dead_letters.name,
+            record=record,
+            reason=reason,
+            error=error,
+            attempts=attempts,
+            event_id=event_id,
+        )

@@ -1,0 +1,36 @@
+"""Runtime settings, read from the environment (prefix `ELMO_`) with defaults that run locally."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConnectionSettings(BaseSettings):
+    """Where Kafka and Redis are; shared by services and the command-line tools."""
+
+    model_config = SettingsConfigDict(env_prefix="ELMO_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for idempotency keys and dialogue state.")
+
+
+class RuntimeSettings(ConnectionSettings):
+    """How a service built on `elmo.runtime` consumes, retries, reports and shuts down."""
+
+    http_host: str = Field("127.0.0.1", description="Address of /healthz, /readyz and /metrics (0.0.0.0 in a pod).")
+    http_port: int = Field(8080, description="Port of /healthz, /readyz and /metrics.")
+    consumer_group: str | None = Field(None, description="Kafka consumer group; default `elmo-<service>`.")
+    consumers: int = Field(1, ge=1, le=64, description="Consumers per process; partitions are spread over them.")
+    batch_max_records: int = Field(64, ge=1, description="Most records handed to the core in one call.")
+    batch_wait_ms: int = Field(5, ge=1, description="How long an idle poll waits for records.")
+    max_attempts: int = Field(3, ge=1, description="Tries of a failing record before it is dead-lettered.")
+    retry_backoff_s: float = Field(0.2, ge=0, description="First retry delay; doubles each try.")
+    retry_backoff_max_s: float = Field(5.0, ge=0, description="Cap on the retry delay.")
+    idempotency_ttl_s: int = Field(24 * 3600, ge=1, description="How long a processed event id is remembered.")
+    shutdown_grace_s: float = Field(20.0, ge=0, description="On SIGTERM, how long in-flight work may take.")
+    stall_after_s: float = Field(120.0, gt=0, description="/healthz fails when one batch runs longer than this.")
+    log_level: str = Field("INFO", description="Log level of the JSON logs.")
+
+    def group_for(self, service: str) -> str:
+        return self.consumer_group or f"elmo-{service}"

@@ -1,0 +1,1 @@
+"""Operator tools built on kafka-python: topic administration, fixture replay, tailing, supervision."""

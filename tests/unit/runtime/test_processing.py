@@ -1,0 +1,149 @@
+"""The runtime's batch behaviour without a broker: what reaches the publisher for given records."""
+
+import json
+
+import pytest
+
+from elmo.contracts.events import InboundMessage, Utterance
+from elmo.contracts.topics import Topic
+from elmo.runtime.idempotency import InMemorySeenEvents
+from elmo.runtime.metrics import ServiceMetrics
+from elmo.runtime.processing import BatchProcessor, RetryPolicy, output_event_id
+from elmo.runtime.records import ConsumedRecord
+from elmo.runtime.stage import RejectedInput, Stage
+
+IN, OUT = Topic("test.in", ""), Topic("test.out", "")
+
+
+def inbound(event_id: str, text: str, conversation: str = "c1") -> bytes:
+    return json.dumps({"event_id": event_id, "conversation_id": conversation, "user_id": "u1", "channel": "web", "text": text}).encode()
+
+
+def records(*values: bytes) -> list[ConsumedRecord]:
+    return [ConsumedRecord(IN.name, 0, offset, b"c1", value) for offset, value in enumerate(values)]
+
+
+class Collector:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.published = []
+        self.fail_times = fail_times
+
+    async def __call__(self, outgoing):
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("broker unreachable")
+        self.published.extend(outgoing)
+
+    def on(self, topic: str):
+        return [r for r in self.published if r.topic == topic]
+
+
+def echo_core(events):
+    results = []
+    for event in events:
+        if event.text == "boom":
+            raise RuntimeError("core exploded")
+        if event.text == "corrupt":
+            raise RejectedInput("cannot use this input")
+        results.append(None if event.text == "skip" else event.derive(Utterance, text=event.text.upper(), source="text"))
+    return results
+
+
+def make(core=echo_core, publish=None, seen=None):
+    stage = Stage("echo", IN, OUT, InboundMessage, core)
+    publish = publish or Collector()
+    processor = BatchProcessor(stage, publish, seen or InMemorySeenEvents(), ServiceMetrics("echo"), RetryPolicy(3, 0, 0))
+    return processor, publish
+
+
+async def test_outputs_keep_order_lineage_and_get_deterministic_ids():
+    processor, out = make()
+    await processor.handle(records(inbound("a", "one"), inbound("b", "two"), inbound("c", "three")))
+    published = out.on(OUT.name)
+    values = [json.loads(r.value) for r in published]
+    assert [v["text"] for v in values] == ["ONE", "TWO", "THREE"]
+    assert [v["parent_event_id"] for v in values] == ["a", "b", "c"]
+    assert values[0]["event_id"] == output_event_id("echo", "a", 0)
+    assert all(r.key == b"c1" for r in published)
+    assert published[0].headers["elmo.origin_event_id"] == "a"
+
+
+async def test_redelivered_and_repeated_events_produce_one_output():
+    processor, out = make()
+    await processor.handle(records(inbound("a", "one"), inbound("a", "one")))
+    await processor.handle(records(inbound("a", "one")))
+    assert len(out.on(OUT.name)) == 1
+
+
+async def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_flow():
+    processor, out = make()
+    await processor.handle(
+        records(
+            b"{oops",
+            inbound("a", "one"),
+            b'{"schema_version": 7, "conversation_id": "c1", "user_id": "u", "channel": "web", "text": "x"}',
+            inbound("b", "boom"),
+            inbound("c", "corrupt"),
+            inbound("d", "two"),
+        )
+    )
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["ONE", "TWO"]
+    letters = out.on("elmo.dlq.echo")
+    reasons = [r.headers["elmo.dlq.reason"] for r in letters]
+    assert reasons == ["malformed", "unsupported_schema_version", "processing_failed", "rejected"]
+    boom = letters[2]
+    assert boom.headers["elmo.dlq.original.topic"] == IN.name
+    assert boom.headers["elmo.dlq.original.offset"] == "3"
+    assert boom.headers["elmo.dlq.exception.class"] == "builtins.RuntimeError"
+    assert boom.headers["elmo.dlq.attempts"] == "3"
+    body = json.loads(boom.value)
+    assert json.loads(body["original_value"])["event_id"] == "b"
+    assert body["error_message"] == "core exploded"
+
+
+async def test_transient_failures_are_retried_before_giving_up():
+    calls = {"n": 0}
+
+    def flaky(events):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise TimeoutError("model server busy")
+        return echo_core(events)
+
+    processor, out = make(core=flaky)
+    await processor.handle(records(inbound("a", "one")))
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["ONE"]
+    assert not out.on("elmo.dlq.echo")
+
+
+async def test_a_batch_that_cannot_be_published_is_not_remembered():
+    seen = InMemorySeenEvents()
+    processor, out = make(publish=Collector(fail_times=1), seen=seen)
+    with pytest.raises(ConnectionError):
+        await processor.handle(records(inbound("a", "one")))
+    assert not seen.handled
+    await processor.handle(records(inbound("a", "one")))
+    assert len(out.on(OUT.name)) == 1 and seen.handled == {"a"}
+
+
+async def test_skipped_inputs_are_remembered_but_emit_nothing():
+    seen = InMemorySeenEvents()
+    processor, out = make(seen=seen)
+    await processor.handle(records(inbound("a", "skip")))
+    assert out.published == [] and seen.handled == {"a"}
+
+
+async def test_async_cores_run_on_the_event_loop():
+    async def core(events):
+        return [e.derive(Utterance, text=e.text, source="text") for e in events]
+
+    processor, out = make(core=core)
+    assert not processor.stage.runs_in_thread
+    await processor.handle(records(inbound("a", "x")))
+    assert len(out.on(OUT.name)) == 1
+
+
+async def test_a_core_returning_the_wrong_number_of_results_is_a_failure_not_a_silent_loss():
+    processor, out = make(core=lambda events: [])
+    await processor.handle(records(inbound("a", "x")))
+    assert [r.headers["elmo.dlq.reason"] for r in out.on("elmo.dlq.echo")] == ["processing_failed"]
