@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import json
 import logging
+import signal
 from collections.abc import Sequence
 
 import uvicorn
@@ -184,4 +185,8 @@ def run_stage(stage: Stage, settings: RuntimeSettings | None = None) -> None:
     """Entry point of a service process: JSON logs, HTTP endpoints, consume until SIGTERM."""
     settings = settings or RuntimeSettings()
     configure_logging(stage.name, settings.log_level)
+    # uvicorn re-raises the stop signal once it has shut down; after a clean drain the process
+    # should exit 0, not die by that signal, so the re-raised one is ignored.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     asyncio.run(StageService(stage, settings).serve())

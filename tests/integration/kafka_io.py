@@ -1,0 +1,122 @@
+"""Talking to the real broker from tests: produce, read back, and run the test-only echo service."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes | dict], key: bytes | None = None) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for value in values:
+        raw = json.dumps(value).encode() if isinstance(value, dict) else value
+        record_key = key if key is not None else (value.get("conversation_id", "k").encode() if isinstance(value, dict) else b"k")
+        producer.send(topic, key=record_key, value=raw)
+    producer.flush()
+    producer.close()
+
+
+def consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0, settle_s: float = 0.0) -> list:
+    """Read the topic from the beginning until `expected` records arrived (then `settle_s` more)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    settle_until = None
+    try:
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            if len(records) >= expected and settle_until is None:
+                settle_until = time.monotonic() + settle_s
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+@dataclass
+class EchoService:
+    """One process of the test-only echo service (tests/integration/runtime/echo_service.py)."""
+
+    name: str
+    in_topic: str
+    out_topic: str
+    bootstrap: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def start(self, wait_ready: bool = True) -> EchoService:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "ECHO_SERVICE_NAME": self.name,
+            "ECHO_IN_TOPIC": self.in_topic,
+            "ECHO_OUT_TOPIC": self.out_topic,
+            "ELMO_HTTP_PORT": str(self.port),
+            "ELMO_RETRY_BACKOFF_S": "0.05",
+            **self.extra_env,
+        }
+        log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}-{self.port}.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "tests/integration/runtime/echo_service.py")], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        if wait_ready:
+            self.wait_ready()
+        return self
+
+    def http(self, path: str) -> tuple[int, dict | str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
+                body = response.read().decode()
+                status = response.status
+        except urllib.error.HTTPError as error:
+            body, status = error.read().decode(), error.code
+        try:
+            return status, json.loads(body)
+        except json.JSONDecodeError:
+            return status, body
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, f"{self.name} exited with {self.process.returncode}"
+            try:
+                if self.http("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name} not ready after {timeout_s} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def inbound(event_id: str, conversation: str, text: str) -> dict:
+    return {"event_id": event_id, "conversation_id": conversation, "user_id": "u-" + conversation, "channel": "web", "text": text}

@@ -1,0 +1,42 @@
+"""A test-only service on the runtime: echoes each inbound message as a new, derived one.
+
+Text `boom` makes the core raise (to exercise retries and dead letters); `slow:<seconds>` makes it
+take that long (to have work in flight when the process is signalled). Topics and the service name
+come from the environment so every test gets its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from elmo.contracts.events import InboundMessage
+from elmo.contracts.topics import Topic
+from elmo.runtime import RuntimeSettings, Stage, run_stage
+
+
+async def echo(events: list[InboundMessage]) -> list[InboundMessage]:
+    outputs = []
+    for event in events:
+        text = event.text or ""
+        if text == "boom":
+            raise RuntimeError("boom requested by the test")
+        if text.startswith("slow:"):
+            await asyncio.sleep(float(text.split(":", 1)[1]))
+        # Same type out as in, so two echo services can be chained.
+        outputs.append(event.derive(InboundMessage, text=text))
+    return outputs
+
+
+def stage_from_env() -> Stage:
+    return Stage(
+        name=os.environ["ECHO_SERVICE_NAME"],
+        consumes=Topic(os.environ["ECHO_IN_TOPIC"], "test input"),
+        emits=Topic(os.environ["ECHO_OUT_TOPIC"], "test output"),
+        input_type=InboundMessage,
+        process_batch=echo,
+    )
+
+
+if __name__ == "__main__":
+    run_stage(stage_from_env(), RuntimeSettings())
