@@ -216,6 +216,16 @@ def tail(
         typer.echo(json.dumps(record if meta else record["value"], default=str))
 
 
+@app.command("config")
+def config() -> None:
+    """Print every runtime setting (environment variable, default, meaning) as a Markdown table."""
+    from elmo.runtime.settings import RuntimeSettings, settings_table
+
+    typer.echo("| variable | default | meaning |\n|---|---|---|")
+    for variable, default, description in settings_table(RuntimeSettings):
+        typer.echo(f"| `{variable}` | `{default}` | {description} |")
+
+
 @schema_app.command("export")
 def schema_export(directory: Path = typer.Argument(Path("docs/schemas"), help="Where to write the files.")) -> None:
     """Write a JSON Schema per event type and the AsyncAPI document of the chain."""

@@ -21,6 +21,8 @@ async def main() -> None:
         group_id=os.environ["BARE_GROUP"],
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # The same fetch setting as the runtime's default, so the two chains differ only in code.
+        fetch_max_wait_ms=int(os.environ.get("ELMO_FETCH_MAX_WAIT_MS", "50")),
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     out_topic = os.environ["BARE_OUT_TOPIC"]

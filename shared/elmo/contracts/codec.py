@@ -40,6 +40,15 @@ def decode(raw: bytes | None, model: type[M]) -> M:
     """Parse and validate one record value as `model`, or raise an `UndecodableRecord`."""
     if raw is None:
         raise MalformedRecord("record has no value (tombstone)")
+    # Fast path: pydantic parses and validates in one pass; the slow path below runs only for a
+    # record that fails, to say precisely why.
+    try:
+        event = model.model_validate_json(raw)
+    except ValidationError:
+        pass
+    else:
+        if event.schema_version in getattr(model, "SUPPORTED_SCHEMA_VERSIONS", frozenset({1})):  # type: ignore[attr-defined]
+            return event
     try:
         document: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -28,6 +28,7 @@ from elmo.runtime.stage import CoreResult, RejectedInput, Stage
 log = logging.getLogger("elmo.runtime")
 
 Publish = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
+Commit = Callable[[], Awaitable[None]]
 
 # Output ids are a function of (service, input id, position): reprocessing an input after a crash
 # yields the same ids, which the next stage recognises as already handled.
@@ -69,8 +70,13 @@ class BatchProcessor:
         self.metrics = metrics
         self.retry = retry
 
-    async def handle(self, records: Sequence[ConsumedRecord]) -> None:
-        """Handle a batch; raises only when the outcome could not be made durable (then retry it)."""
+    async def handle(self, records: Sequence[ConsumedRecord], commit: Commit | None = None) -> None:
+        """Handle a batch; raises only when the outcome could not be made durable (then retry it).
+
+        `commit` (the consumer's offset commit) runs once every output is acknowledged, side by
+        side with remembering the handled ids: either order is safe, since a committed batch is
+        not redelivered and a remembered one is skipped if it is.
+        """
         started = time.perf_counter()
         self.metrics.consumed(len(records))
         outgoing: list[OutgoingRecord] = []
@@ -84,8 +90,10 @@ class BatchProcessor:
 
         if outgoing:
             await self.publish(outgoing)
-        if pending:
-            await self.seen.remember(p.event.event_id for p in pending)
+        finishing = [self.seen.remember([p.event.event_id for p in pending])] if pending else []
+        if commit is not None:
+            finishing.append(commit())
+        await asyncio.gather(*finishing)
 
         self._count_published(outgoing)
         self.metrics.batch(len(records), time.perf_counter() - started)

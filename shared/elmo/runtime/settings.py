@@ -21,9 +21,20 @@ class RuntimeSettings(ConnectionSettings):
     http_host: str = Field("127.0.0.1", description="Address of /healthz, /readyz and /metrics (0.0.0.0 in a pod).")
     http_port: int = Field(8080, description="Port of /healthz, /readyz and /metrics.")
     consumer_group: str | None = Field(None, description="Kafka consumer group; default `elmo-<service>`.")
-    consumers: int = Field(1, ge=1, le=64, description="Consumers per process; partitions are spread over them.")
     batch_max_records: int = Field(64, ge=1, description="Most records handed to the core in one call.")
-    batch_wait_ms: int = Field(5, ge=1, description="How long an idle poll waits for records.")
+    batch_wait_ms: int = Field(200, ge=1, description="Longest an idle poll waits; records are handed on as soon as they arrive.")
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=0,
+        description="Longest the broker holds a fetch open. A partition drained while a fetch is open waits for "
+        "that fetch to return before its next records are asked for, so this bounds the added latency.",
+    )
+    commit_interval_ms: int = Field(
+        100,
+        ge=0,
+        description="Most time between finishing a record and committing its offset (0: after every batch). "
+        "Redelivery after a crash is skipped by the idempotency check, so this only trades broker round trips.",
+    )
     max_attempts: int = Field(3, ge=1, description="Tries of a failing record before it is dead-lettered.")
     retry_backoff_s: float = Field(0.2, ge=0, description="First retry delay; doubles each try.")
     retry_backoff_max_s: float = Field(5.0, ge=0, description="Cap on the retry delay.")
@@ -34,3 +45,13 @@ class RuntimeSettings(ConnectionSettings):
 
     def group_for(self, service: str) -> str:
         return self.consumer_group or f"elmo-{service}"
+
+
+def settings_table(settings_class: type[BaseSettings]) -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for each field, as the docs list them."""
+    prefix = settings_class.model_config.get("env_prefix", "")
+    rows = []
+    for name, field in settings_class.model_fields.items():
+        default = "" if field.default is None else str(field.default)
+        rows.append((f"{prefix}{name}".upper(), default, field.description or ""))
+    return rows
