@@ -65,7 +65,8 @@ bench: setup system-packages infra-up
 docs: setup
 	$(ELMO) schema export docs/schemas
 
-demo: setup system-packages infra-up
+# `elmo demo` starts what is not running and stops only what it started.
+demo: setup system-packages
 	$(ELMO) demo
 
 clean:

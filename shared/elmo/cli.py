@@ -231,7 +231,7 @@ def demo(
     kafka_was_up = bool(broker_status(stack).get("pid"))
     redis_was_up = bool(redis_status(stack).get("answers_ping"))
     supervisor_was_up = _running_pid(_supervisor_pid_file()) is not None
-    up()
+    up(foreground=False)
     services = implemented_services()
     try:
         timeout = 30.0 if "generator" in services else 3.0
