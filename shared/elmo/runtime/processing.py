@@ -176,6 +176,8 @@ class BatchProcessor:
 
     def _outputs_or_dead_letter(self, item: _Pending, result: CoreResult | BaseException) -> list[OutgoingRecord]:
         if isinstance(result, BaseException):
+            # A core may also return an exception for one input of a batch (the rest succeed):
+            # a RejectedInput is final; anything else was the last of the retries.
             reason = "rejected" if isinstance(result, RejectedInput) else "processing_failed"
             attempts = 1 if isinstance(result, RejectedInput) else self.retry.max_attempts
             return [self._dead_letter(item.record, reason, result, attempts=attempts, event_id=item.event.event_id)]

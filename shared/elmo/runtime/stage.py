@@ -16,8 +16,9 @@ from elmo.contracts.topics import Topic, dead_letter_topic
 
 In = TypeVar("In", bound=Event)
 
-# What the core returns for one input: no output, one event, or several.
-CoreResult = Event | Sequence[Event] | None
+# What the core returns for one input: no output, one event, several, or a `RejectedInput` for an
+# input it cannot use (the rest of the batch goes on; the rejected one is dead-lettered).
+CoreResult = Event | Sequence[Event] | BaseException | None
 BatchCore = Callable[[Sequence[In]], Sequence[CoreResult] | Awaitable[Sequence[CoreResult]]]
 
 

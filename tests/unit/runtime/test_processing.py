@@ -147,3 +147,17 @@ async def test_a_core_returning_the_wrong_number_of_results_is_a_failure_not_a_s
     processor, out = make(core=lambda events: [])
     await processor.handle(records(inbound("a", "x")))
     assert [r.headers["elmo.dlq.reason"] for r in out.on("elmo.dlq.echo")] == ["processing_failed"]
+
+
+async def test_a_core_can_reject_one_input_of_a_batch_without_failing_the_others():
+    calls = []
+
+    def core(events):
+        calls.append(len(events))
+        return [RejectedInput("corrupt audio") if e.text == "bad" else e.derive(Utterance, text=e.text, source="text") for e in events]
+
+    processor, out = make(core=core)
+    await processor.handle(records(inbound("a", "ok"), inbound("b", "bad"), inbound("c", "fine")))
+    assert calls == [3]
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["ok", "fine"]
+    assert [r.headers["elmo.dlq.reason"] for r in out.on("elmo.dlq.echo")] == ["rejected"]
