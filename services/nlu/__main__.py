@@ -1,0 +1,3 @@
+from services.nlu.service import main
+
+main()

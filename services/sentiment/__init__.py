@@ -1,0 +1,1 @@
+"""The sentiment service: a label and a score for each understood utterance."""

@@ -1,0 +1,3 @@
+from services.sentiment.service import main
+
+main()

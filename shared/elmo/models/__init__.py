@@ -1,0 +1,1 @@
+"""Model building blocks shared by services: sentence embeddings, classification heads, the artefact store."""

