@@ -17,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -200,9 +201,10 @@ def main() -> None:
 
     # Alternate the chains round by round so a noisy moment on the machine hits both alike.
     results: list[PhaseResult] = []
-    for _ in range(args.rounds):
-        results += run_chain("bare-aiokafka", start_bare_chain, args, bootstrap, workdir)
-        results += run_chain("elmo-runtime", start_runtime_chain, args, bootstrap, workdir)
+    with tempfile.TemporaryDirectory(prefix="elmo-bench-") as fixtures:
+        for _ in range(args.rounds):
+            results += run_chain("bare-aiokafka", start_bare_chain, args, bootstrap, Path(fixtures))
+            results += run_chain("elmo-runtime", start_runtime_chain, args, bootstrap, Path(fixtures))
 
     header = f"{'chain':14} {'phase':10} {'events':>7} {'received':>8} {'seconds':>8} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/event/hop':>16}"
     print(header)
