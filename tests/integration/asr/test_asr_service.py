@@ -32,7 +32,7 @@ DEAD_LETTERS = topics.dead_letter_topic("asr").name
 
 @pytest.fixture(scope="module")
 def speech_dir() -> Path:
-    return fetch_pocketsphinx() / "test" / "data"  # downloads the sdist once (a few minutes), then cached
+    return fetch_pocketsphinx() / "test" / "data"  # downloads the sdist once (under a second), then cached
 
 
 @pytest.fixture(scope="module")
