@@ -26,6 +26,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen | None, grace_s: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `grace_s`."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def produce(bootstrap: str, topic: str, values: list[bytes | dict], key: bytes | None = None) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for value in values:
@@ -111,13 +122,7 @@ class EchoService:
         raise TimeoutError(f"{self.name} not ready after {timeout_s} s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def inbound(event_id: str, conversation: str, text: str) -> dict:
@@ -165,13 +170,7 @@ class ServiceProcess:
             return 0, {}
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:

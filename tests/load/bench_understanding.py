@@ -64,7 +64,7 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:  # run as a script 
 from elmo.contracts import topics  # noqa: E402
 from elmo.contracts.topics import Topic  # noqa: E402
 from elmo.runtime.settings import RuntimeSettings  # noqa: E402
-from tests.integration.kafka_io import REPO_ROOT, free_port  # noqa: E402
+from tests.integration.kafka_io import REPO_ROOT, free_port, stop_process  # noqa: E402
 
 TARGET_PER_S = 300.0
 VARIANTS = ("nlu", "sentiment-reused", "sentiment-embedded")
@@ -292,13 +292,7 @@ class Service:
             return 0
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 # --- events ------------------------------------------------------------------------------------
