@@ -36,4 +36,6 @@ CHAIN: tuple[Hop, ...] = (
         "Grounded reply from the dialogue policy, catalog and knowledge base."),
     Hop("feedback-trainer", topics.FEEDBACK, events.Feedback, topics.MODEL_UPDATES, events.ModelUpdate,
         "Learns from reactions and publishes new model versions."),
+    Hop("delivery", topics.REPLIES, events.Reply, topics.FEEDBACK, events.Feedback,
+        "Sends replies through each platform's send API; records the recommendations shown."),
 )

@@ -104,7 +104,11 @@ SERVICES: tuple[str, ...] = (
     "recommender",
     "generator",
     "feedback-trainer",
+    "delivery",
 )
+
+# Services at the edge that consume no topic (so have no dead-letter topic): webhooks in.
+EDGE_SERVICES: tuple[str, ...] = ("ingest",)
 
 
 def dead_letter_topic(service: str) -> Topic:

@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from elmo.contracts.topics import SERVICES
+from elmo.contracts.topics import EDGE_SERVICES, SERVICES
 
 log = logging.getLogger("elmo.supervisor")
 
 # Local HTTP ports for /healthz, /readyz and /metrics; in a pod every service uses 8080.
-SERVICE_HTTP_PORTS = {name: 8101 + index for index, name in enumerate(SERVICES)}
+SERVICE_HTTP_PORTS = {name: 8101 + index for index, name in enumerate(SERVICES + EDGE_SERVICES)}
 RESTART_BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0
 POLL_INTERVAL_S = 0.5
@@ -35,7 +35,7 @@ def service_module(service: str) -> str:
 def implemented_services() -> list[str]:
     """Services whose package exists in this checkout (the chain grows issue by issue)."""
     found = []
-    for service in SERVICES:
+    for service in SERVICES + EDGE_SERVICES:
         try:
             if importlib.util.find_spec(f"{service_module(service)}.__main__") is not None:
                 found.append(service)
