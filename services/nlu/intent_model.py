@@ -6,7 +6,7 @@ head sizes; embeddings + n-grams 0.87; fine-tuning MiniLM end to end 0.88-0.89 b
 embedding could no longer be reused downstream, so the frozen encoder is kept.
 
 The head is a versioned artefact (kind `nlu-intent`) in the model store; `elmo train nlu` makes
-one from `training_data/intents.jsonl`.
+one from `training_data/intents.jsonl` plus the train-only `training_data/intents_more.jsonl`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ INTENTS = (
 )  # fmt: skip
 OUT_OF_SCOPE = "out_of_scope"
 TRAINING_DATA = Path(__file__).parent / "training_data" / "intents.jsonl"
+# Extra train-only examples, used with the default TRAINING_DATA; never part of the held-out split.
+TRAIN_ONLY_DATA = (TRAINING_DATA.parent / "intents_more.jsonl",)
 VALIDATION_SHARE = 0.15
 HEAD = HeadConfig(hidden=256, epochs=60)
 
@@ -58,15 +60,22 @@ class IntentPrediction:
     embedding: np.ndarray
 
 
-def read_examples(path: Path = TRAINING_DATA) -> list[Example]:
+def read_examples(path: Path = TRAINING_DATA, train_only: bool = False) -> list[Example]:
     examples = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
             row = json.loads(line)
             if row["intent"] not in INTENTS:
                 raise ValueError(f"{path}:{number}: unknown intent {row['intent']!r}")
+            if train_only and row.get("split", "train") != "train":
+                raise ValueError(f"{path}:{number}: train-only file with split {row['split']!r}")
             examples.append(Example(row["text"], row["intent"], row.get("split", "train")))
     return examples
+
+
+def training_files(data: Path) -> list[Path]:
+    """`data`, plus the train-only files when `data` is the default training set."""
+    return [data, *(TRAIN_ONLY_DATA if data == TRAINING_DATA else ())]
 
 
 def split_for_calibration(examples: Sequence[Example], seed: int) -> tuple[list[Example], list[Example]]:
@@ -128,6 +137,7 @@ def train(
     """Train on the `train` split, calibrate on a slice of it, evaluate on the held-out `test` split."""
     examples = read_examples(data)
     training = [e for e in examples if e.split == "train"]
+    training += [e for extra in training_files(data)[1:] for e in read_examples(extra, train_only=True)]
     held_out = [e for e in examples if e.split == "test"]
     fit, validation = split_for_calibration(training, seed)
     def featurise(group: list[Example]) -> np.ndarray:
@@ -147,7 +157,7 @@ def train(
         head.save,
         {
             "embedding_model": embedder.version,
-            "training_data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+            "training_data_sha256": hashlib.sha256(b"".join(f.read_bytes() for f in training_files(data))).hexdigest(),
             "seed": seed,
             "examples": {"fit": len(fit), "calibration": len(validation), "held_out": len(held_out)},
             "min_confidence": min_confidence,

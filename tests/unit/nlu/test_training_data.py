@@ -92,3 +92,14 @@ def test_sentiment_set_is_big_balanced_and_mostly_train(sentiment_rows):
 
 def test_sentiment_texts_are_distinct(sentiment_rows):
     assert_distinct(sentiment_rows)
+
+
+MORE_INTENTS_FILE = SERVICES / "nlu" / "training_data" / "intents_more.jsonl"
+
+
+def test_the_extra_intent_rows_are_train_only_and_never_repeat_a_held_out_row(intent_rows):
+    more = read_rows(MORE_INTENTS_FILE)
+    for row in more:
+        assert set(row) == {"text", "intent", "split"} and row["intent"] in INTENTS and row["split"] == "train", row
+    assert min(Counter(r["intent"] for r in more).values()) >= 35
+    assert_distinct(intent_rows + more)
