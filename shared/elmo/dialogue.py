@@ -1,8 +1,14 @@
 """Dialogue state per conversation, kept in Redis and shared by the stages that need it.
 
-nlu reads and updates it every turn (history, slots, the product under discussion); the generator
-sets `awaiting_slot` when it asks the customer a question, so the next short answer ("16GB") is
-understood as filling that slot. State expires after an idle time.
+Two keys per conversation, each with one writer, so the stages never overwrite each other:
+
+- `elmo:dialogue:<id>` (written by nlu): turns, slots, the product under discussion.
+- `elmo:dialogue:<id>:bot` (written by the generator): what the bot last did and asked. When the
+  generator asks "which storage size?" in reply to turn N, nlu reading turn N+1 sees
+  `awaiting_slot`, so a bare "16GB" is understood as filling that slot; from turn N+2 on the
+  question is stale and ignored, without anyone deleting it.
+
+Both expire after an idle time.
 """
 
 from __future__ import annotations
@@ -40,6 +46,26 @@ class DialogueState(BaseModel):
         self.applied_event_ids = [*self.applied_event_ids, event_id][-APPLIED_IDS_KEPT:]
 
 
+class BotState(BaseModel):
+    """What the bot did last in a conversation: the generator's memory between turns."""
+
+    turn: int = 0  # the customer turn this state answered
+    strategy: str | None = None
+    awaiting_slot: str | None = None
+    # The flow in progress ("purchase", "order_status", "return_refund"...) that the answer continues.
+    pending_intent: str | None = None
+    pending_item_id: str | None = None
+    offered_item_ids: list[str] = Field(default_factory=list)
+
+    def question_for(self, customer_turn: int) -> str | None:
+        """The slot asked in reply to the previous customer turn, if this turn is the next one."""
+        return self.awaiting_slot if self.turn == customer_turn else None
+
+
+def bot_key(conversation_id: str) -> str:
+    return KEY_PREFIX + conversation_id + ":bot"
+
+
 class DialogueStore:
     def __init__(self, client: redis.Redis, ttl_s: int) -> None:
         self._client = client
@@ -50,11 +76,32 @@ class DialogueStore:
         return cls(redis.Redis.from_url(url), ttl_s)
 
     async def load_many(self, conversation_ids: Iterable[str]) -> dict[str, DialogueState]:
+        """nlu's view: each conversation's state with the bot's open question, if still current."""
         ids = list(dict.fromkeys(conversation_ids))
         if not ids:
             return {}
-        values = await self._client.mget([KEY_PREFIX + c for c in ids])
-        return {c: DialogueState.model_validate_json(v) if v else DialogueState() for c, v in zip(ids, values, strict=True)}
+        values = await self._client.mget([k for c in ids for k in (KEY_PREFIX + c, bot_key(c))])
+        states = {}
+        for index, conversation_id in enumerate(ids):
+            raw_state, raw_bot = values[2 * index], values[2 * index + 1]
+            state = DialogueState.model_validate_json(raw_state) if raw_state else DialogueState()
+            bot = BotState.model_validate_json(raw_bot) if raw_bot else BotState()
+            state.awaiting_slot = bot.question_for(state.turn)
+            states[conversation_id] = state
+        return states
+
+    async def load_bot_states(self, conversation_ids: Iterable[str]) -> dict[str, BotState]:
+        ids = list(dict.fromkeys(conversation_ids))
+        if not ids:
+            return {}
+        values = await self._client.mget([bot_key(c) for c in ids])
+        return {c: BotState.model_validate_json(v) if v else BotState() for c, v in zip(ids, values, strict=True)}
+
+    async def save_bot_states(self, states: dict[str, BotState]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for conversation_id, state in states.items():
+                pipe.set(bot_key(conversation_id), state.model_dump_json(), ex=self.ttl_s)
+            await pipe.execute()
 
     async def load(self, conversation_id: str) -> DialogueState:
         return (await self.load_many([conversation_id]))[conversation_id]

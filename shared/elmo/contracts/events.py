@@ -257,9 +257,14 @@ class Reply(Event):
     recommendations: list[Recommendation] = Field(default_factory=list)
     handoff: bool = False
     grounding: list[GroundingFact] = Field(default_factory=list)
-    in_reply_to_text: str | None = None
+    in_reply_to_text: str | None = Field(default=None, description="What the customer said (the transcript of a voice note).")
+    source: Literal["text", "voice"] | None = None
     intent: str | None = None
+    intent_confidence: float | None = None
+    entities: list[Entity] = Field(default_factory=list)
     sentiment_label: str | None = None
+    sentiment_score: float | None = None
+    awaiting_slot: str | None = Field(default=None, description="The slot the reply asks the customer for, if any.")
 
 
 # --- learning loop ---------------------------------------------------------------------------

@@ -78,6 +78,8 @@ class StageService:
         self.stage = stage
         self.settings = settings or RuntimeSettings()
         self.metrics = ServiceMetrics(stage.name)
+        if stage.register_metrics is not None:
+            stage.register_metrics(self.metrics.registry)
         self.health = Health(stall_after_s=self.settings.stall_after_s, model=stage.model)
         self.broker = KafkaBroker(
             self.settings.kafka_bootstrap_servers,

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from prometheus_client import CollectorRegistry
+
 from elmo.contracts.events import Event
 from elmo.contracts.topics import Topic, dead_letter_topic
 
@@ -52,6 +54,8 @@ class Stage(Generic[In]):
     # Called once before consuming starts (load models, open clients); readiness waits for it.
     on_start: Callable[[], Awaitable[None] | None] | None = None
     on_stop: Callable[[], Awaitable[None] | None] | None = None
+    # Called with the service's metrics registry, for metrics of the stage's own (served on /metrics).
+    register_metrics: Callable[[CollectorRegistry], None] | None = None
     description: str = ""
     _runs_in_thread: bool = field(init=False, default=False)
 

@@ -1,0 +1,1 @@
+"""The generator service: dialogue policy and grounded replies (elmo.recommendations -> elmo.replies)."""
