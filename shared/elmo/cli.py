@@ -32,6 +32,10 @@ data_app = typer.Typer(help="Test and training data fetched from package registr
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(data_app, name="data")
+deploy_app = typer.Typer(help="Kubernetes manifests generated from the registry (deploy/k8s).", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+brand_app = typer.Typer(help="The brand's data: catalog, knowledge base and profile (ELMO_BRAND_DIR).", no_args_is_help=True)
+app.add_typer(brand_app, name="brand")
 
 
 def _connections() -> ConnectionSettings:
@@ -226,27 +230,34 @@ def tail(
 
 @app.command("demo")
 def demo(
-    fixture: Path = typer.Option(Path("tests/e2e/fixtures/demo_conversation.jsonl"), help="Conversation to play."),
+    script: Path = typer.Option(Path("tests/e2e/fixtures/conversations.json"), help="Scripted conversations to play."),
+    voice: bool = typer.Option(True, "--voice/--no-voice", help="Also play each conversation as synthesised voice notes."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Leave the chain running afterwards."),
+    ready_timeout: float = typer.Option(180.0, help="Seconds to wait for every service to be ready."),
 ) -> None:
-    """Start everything, play a scripted conversation through the chain, print each turn, stop."""
+    """Start everything, play the scripted conversations (text and voice), print each turn, stop."""
     from elmo.local.kafka_broker import kafka_status as broker_status
     from elmo.local.redis_server import redis_status
-    from elmo.tools.demo import play
-    from elmo.tools.supervisor import implemented_services
+    from elmo.tools.conversation import ChainClient
+    from elmo.tools.demo import load_script, play_conversation, wait_until_ready
+    from elmo.tools.supervisor import SERVICE_HTTP_PORTS, implemented_services
 
+    conversations = load_script(script)
     stack = _stack()
     kafka_was_up = bool(broker_status(stack).get("pid"))
     redis_was_up = bool(redis_status(stack).get("answers_ping"))
     supervisor_was_up = _running_pid(_supervisor_pid_file()) is not None
     up(foreground=False)
-    services = implemented_services()
+    unanswered = 0
     try:
-        timeout = 30.0 if "generator" in services else 3.0
-        if "generator" not in services:
-            typer.echo("note: the generator service is not implemented yet, so turns go unanswered", err=True)
-        time.sleep(5 if services else 0)  # let the services join their consumer groups
-        play(fixture, _connections().kafka_bootstrap_servers, reply_timeout_s=timeout, echo=typer.echo)
+        services = [s for s in implemented_services() if s != "ingest"]
+        not_ready = wait_until_ready({s: SERVICE_HTTP_PORTS[s] for s in services}, ready_timeout, echo=typer.echo)
+        if not_ready:
+            _fail(f"services not ready: {', '.join(not_ready)} (logs in {stack.state_dir / 'logs'})")
+        with ChainClient(_connections().kafka_bootstrap_servers, reply_timeout_s=60.0) as client:
+            for as_voice in (False, True) if voice else (False,):
+                for conversation in conversations:
+                    unanswered += play_conversation(client, conversation, as_voice, echo=typer.echo).unanswered
     finally:
         # Stop only what the demo started.
         if not keep_running and not supervisor_was_up:
@@ -255,6 +266,37 @@ def demo(
             kafka_down()
         if not keep_running and not redis_was_up:
             redis_down()
+    if unanswered:
+        _fail(f"{unanswered} turn(s) got no reply")
+
+
+@app.command("chat")
+def chat(
+    user: str = typer.Option("chat-user", "--user", help="Who you are to the chain (recommendations are per user)."),
+    channel: str = typer.Option("web", help="Channel the messages claim to come from."),
+    audio: list[Path] = typer.Option([], "--audio", help="Send this voice note first (repeatable); then chat by text."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait for each reply."),
+) -> None:
+    """Talk to the running chain (`elmo up`) through Kafka; shows what it understood and its reply."""
+    from elmo.tools.conversation import ChainClient, describe_turn
+
+    conversation_id = f"chat-{user}-{int(time.time())}"
+    with ChainClient(_connections().kafka_bootstrap_servers, reply_timeout_s=timeout) as client:
+        for note in audio:
+            if not note.is_file():
+                _fail(f"no such audio file: {note}")
+            for line in describe_turn(client.send_voice(conversation_id, user, channel, note)):
+                typer.echo(line)
+        typer.echo("type a message (empty line or Ctrl-D to quit)", err=True)
+        while True:
+            try:
+                text = input("you> ").strip()
+            except EOFError:
+                break
+            if not text:
+                break
+            for line in describe_turn(client.say(conversation_id, user, channel, text)):
+                typer.echo(line)
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -313,6 +355,46 @@ def train_sentiment(
     version, results = train(_store(store), SentenceEmbedder(), vader, seed=seed, vader_sources=sources)
     summary = {k: {"model": v["model"]["accuracy"], "vader": v["vader"]["accuracy"]} for k, v in results.items()}
     typer.echo(json.dumps({"version": version.version, "path": str(version.path), "held_out_accuracy": summary}))
+
+
+@train_app.command("recommender")
+def train_recommender(
+    source: str = typer.Option("simulated", "--from", help="simulated (seeded shoppers over the catalog) or redis (recorded interactions)."),
+    seed: int = typer.Option(13, help="Random seed: same data and seed, same model."),
+    users: int = typer.Option(5000, help="Simulated users (with --from simulated)."),
+    store: Path | None = STORE_OPTION,
+    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a current model exists."),
+) -> None:
+    """Fit ALS on interactions; print hit-rate@10 (held-out last purchases) of ALS and of popularity."""
+    from services.recommender.als_model import MODEL_KIND
+    from services.recommender.commands import train
+
+    if source not in ("simulated", "redis"):
+        _fail("--from is simulated or redis")
+    if if_missing and _store(store).current_version(MODEL_KIND):
+        typer.echo(f"{MODEL_KIND}: current version {_store(store).current_version(MODEL_KIND)} kept")
+        return
+    version, evaluation = train(_store(store), source, seed=seed, users=users, redis_url=_connections().redis_url)  # type: ignore[arg-type]
+    typer.echo(json.dumps({"version": version.version, "path": str(version.path), **evaluation.as_metrics()}))
+
+
+@app.command("recommend")
+def recommend(
+    user: str = typer.Option(..., "--user", help="User id whose interactions (in Redis) shape the result."),
+    text: str = typer.Option(..., "--text", help="What the customer said; entities (category, colour, size, product) are read from it."),
+    k: int = typer.Option(3, "-k", help="How many items."),
+    store: Path | None = STORE_OPTION,
+) -> None:
+    """Top-k items for a message, one JSON line each with score and reason (ALS if trained, else content + popularity)."""
+    from elmo.brand.catalog import load_catalog
+    from services.nlu.entities import extract_entities
+    from services.recommender.commands import recommend_text
+    from services.recommender.settings import RecommenderSettings
+
+    overrides = {"recommender_top_k": k, **({"model_store": store} if store else {})}
+    settings = RecommenderSettings(**overrides)
+    for row in recommend_text(user, text, extract_entities(text, load_catalog()), settings):
+        typer.echo(json.dumps(row, ensure_ascii=False))
 
 
 @eval_app.command("nlu")
@@ -451,6 +533,45 @@ def schema_export(directory: Path = typer.Argument(Path("docs/schemas"), help="W
 
     for path in export(directory):
         typer.echo(str(path))
+
+
+@deploy_app.command("render")
+def deploy_render(
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 when a generated file is missing or stale."),
+) -> None:
+    """Write the manifests that follow from the registry: KafkaTopics, service workloads, ScaledObjects, dashboard."""
+    from elmo.local.stack_settings import find_repo_root
+    from elmo.tools.k8s_manifests import stale, write
+
+    deploy_dir = find_repo_root() / "deploy" / "k8s"
+    if check:
+        if outdated := stale(deploy_dir):
+            _fail("stale generated manifests (run `elmo deploy render`): " + ", ".join(str(p) for p in outdated))
+        typer.echo("generated manifests are up to date")
+        return
+    changed = write(deploy_dir)
+    typer.echo(f"wrote {len(changed)} file(s)" + "".join(f"\n  {p}" for p in changed))
+
+
+
+@brand_app.command("check")
+def brand_check(
+    directory: Path | None = typer.Option(None, "--dir", help="Folder with catalog.json, knowledge.json and brand.json (default: ELMO_BRAND_DIR, else the demo brand)."),
+) -> None:
+    """Validate the three brand files and their cross-references; print a summary; exit 2 on errors."""
+    from elmo.brand.catalog import brand_dir
+    from elmo.brand.check import check_brand
+
+    report = check_brand(directory or brand_dir())
+    for line in report.summary():
+        typer.echo(line)
+    for warning in report.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    for error in report.errors:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    if not report.ok:
+        typer.secho(f"{len(report.errors)} error(s) in the brand data", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
 
 
 if __name__ == "__main__":

@@ -1,63 +1,98 @@
-"""`elmo demo`: play a scripted conversation through the running chain and print each turn.
+"""`elmo demo`: play the scripted conversations through the running chain and print each turn.
 
-Each customer message is published to `elmo.inbound` and the demo waits for the reply on
-`elmo.replies` (matched by `origin_event_id`), then prints the turn with its end-to-end latency.
-Services that are not implemented yet simply leave a turn unanswered; the demo says so.
+Every conversation is played twice, as typed text and as synthesised voice notes (espeak-ng ->
+Ogg/Opus), each time as a new conversation. Each customer message goes to `elmo.inbound` and the
+demo waits for its reply on `elmo.replies`, then prints what the chain understood and answered.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer
+from elmo.tools.conversation import ChainClient, Turn, describe_turn
 
-from elmo.contracts import topics
-from elmo.tools.replay import read_fixture
-
-
-def play(
-    fixture: Path,
-    bootstrap_servers: str,
-    reply_timeout_s: float = 30.0,
-    echo: Callable[[str], None] = print,
-) -> int:
-    """Play every turn; returns how many turns got a reply."""
-    run = uuid.uuid4().hex[:6]
-    consumer = KafkaConsumer(topics.REPLIES.name, bootstrap_servers=bootstrap_servers, group_id=None, auto_offset_reset="latest")
-    consumer.poll(timeout_ms=1000)  # join the topic's end before anything is sent
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
-    answered = 0
-    try:
-        for event in read_fixture(fixture):
-            # Fresh ids per run, so replaying the demo is new traffic rather than a duplicate.
-            event = {**event, "event_id": f"{event['event_id']}-{run}", "conversation_id": f"{event['conversation_id']}-{run}",
-                     "created_at": datetime.now(UTC).isoformat()}
-            sent_at = time.monotonic()
-            producer.send(topics.INBOUND.name, key=event["conversation_id"].encode(), value=json.dumps(event).encode()).get(timeout=10)
-            echo(f"customer ({event['channel']}): {event.get('text') or '[voice note]'}")
-            reply = _wait_for_reply(consumer, event["event_id"], reply_timeout_s)
-            if reply is None:
-                echo(f"  (no reply within {reply_timeout_s:.0f} s: the chain has no generator running yet)")
-                continue
-            answered += 1
-            echo(f"elmo [{reply.get('strategy')}] ({(time.monotonic() - sent_at) * 1000:.0f} ms): {reply['text']}")
-    finally:
-        producer.close()
-        consumer.close()
-    return answered
+DEFAULT_SCRIPT = Path("tests/e2e/fixtures/conversations.json")
 
 
-def _wait_for_reply(consumer: KafkaConsumer, origin_event_id: str, timeout_s: float) -> dict | None:
+@dataclass
+class ScriptedTurn:
+    say: str
+    expect: dict
+
+
+@dataclass
+class Conversation:
+    name: str
+    channel: str
+    user_id: str
+    turns: list[ScriptedTurn]
+
+
+@dataclass
+class PlayedConversation:
+    conversation: Conversation
+    conversation_id: str
+    voice: bool
+    turns: list[Turn] = field(default_factory=list)
+
+    @property
+    def unanswered(self) -> int:
+        return sum(1 for t in self.turns if t.reply is None)
+
+
+def load_script(path: Path = DEFAULT_SCRIPT) -> list[Conversation]:
+    data = json.loads(path.read_text())
+    return [
+        Conversation(
+            name=c["name"],
+            channel=c["channel"],
+            user_id=c["user_id"],
+            turns=[ScriptedTurn(t["say"], {k: v for k, v in t.items() if k != "say"}) for t in c["turns"]],
+        )
+        for c in data["conversations"]
+    ]
+
+
+def play_conversation(
+    client: ChainClient, conversation: Conversation, voice: bool, echo: Callable[[str], None] = lambda _: None
+) -> PlayedConversation:
+    run = uuid.uuid4().hex[:8]
+    played = PlayedConversation(conversation, f"{conversation.user_id}-{run}", voice)
+    # A fresh user per run, so a replayed demo does not inherit the last run's purchases.
+    user_id = f"{conversation.user_id}-{run}"
+    echo(f"=== {conversation.name} ({'voice notes' if voice else 'text'}, {conversation.channel}) ===")
+    for scripted in conversation.turns:
+        if voice:
+            turn = client.speak(played.conversation_id, user_id, conversation.channel, scripted.say)
+        else:
+            turn = client.say(played.conversation_id, user_id, conversation.channel, scripted.say)
+        played.turns.append(turn)
+        for line in describe_turn(turn):
+            echo(line)
+    echo("")
+    return played
+
+
+def wait_until_ready(ports: dict[str, int], timeout_s: float, echo: Callable[[str], None] = print) -> list[str]:
+    """Poll each service's /readyz until all answer 200; returns the services still not ready."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=200).values():
-            for record in records:
-                reply = json.loads(record.value)
-                if reply.get("origin_event_id") == origin_event_id:
-                    return reply
-    return None
+    waiting = dict(ports)
+    while waiting and time.monotonic() < deadline:
+        for name, port in list(waiting.items()):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        del waiting[name]
+            except OSError:
+                pass
+        if waiting:
+            time.sleep(0.5)
+    if waiting:
+        echo(f"not ready after {timeout_s:.0f} s: {', '.join(waiting)}")
+    return list(waiting)
