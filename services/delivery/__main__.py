@@ -1,0 +1,3 @@
+from services.delivery.service import main
+
+main()

@@ -1,0 +1,1 @@
+"""ingest: platform webhooks (Messenger, Instagram, WhatsApp, Telegram, signed JSON) -> elmo.inbound; clicks -> elmo.feedback."""
