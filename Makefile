@@ -47,6 +47,7 @@ test-data: setup
 models: setup test-data
 	$(ELMO) train nlu --if-missing
 	$(ELMO) train sentiment --if-missing
+	$(ELMO) train recommender --if-missing
 
 kafka-up: setup
 	$(ELMO) kafka up
@@ -90,6 +91,7 @@ bench: setup system-packages infra-up models
 	PYTHONPATH=. $(BIN)/python tests/load/bench_runtime_chain.py
 	PYTHONPATH=. $(BIN)/python tests/load/bench_asr.py
 	PYTHONPATH=. $(BIN)/python tests/load/bench_understanding.py
+	PYTHONPATH=. $(BIN)/python tests/load/bench_recommender.py
 
 docs: setup
 	$(ELMO) schema export docs/schemas
