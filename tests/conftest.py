@@ -23,7 +23,13 @@ def connections() -> ConnectionSettings:
 
 @pytest.fixture(scope="session")
 def trained_model_store(tmp_path_factory: pytest.TempPathFactory):
-    """A model store with an nlu and a sentiment model trained now (sentiment on the tweets only)."""
+    """A model store with an nlu and a sentiment model trained now (sentiment on the tweets only).
+
+    `ELMO_TEST_MODEL_STORE=DIR` uses DIR's current models instead (a developer's quick re-run).
+    """
+    import os
+    from pathlib import Path
+
     from elmo.models.artifacts import ArtifactStore
     from elmo.models.embeddings import SentenceEmbedder
     from elmo.tools.test_data import fetch_vader_ratings
@@ -31,6 +37,8 @@ def trained_model_store(tmp_path_factory: pytest.TempPathFactory):
     from services.sentiment.sentiment_model import find_vader_directory
     from services.sentiment.sentiment_model import train as train_sentiment
 
+    if reuse := os.environ.get("ELMO_TEST_MODEL_STORE"):
+        return ArtifactStore(Path(reuse).resolve())
     store = ArtifactStore(tmp_path_factory.mktemp("model-store"))
     embedder = SentenceEmbedder()
     train_nlu(store, embedder)

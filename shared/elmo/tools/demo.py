@@ -24,6 +24,7 @@ DEFAULT_SCRIPT = Path("tests/e2e/fixtures/conversations.json")
 class ScriptedTurn:
     say: str
     expect: dict
+    speak: str | None = None  # the words of the voice note, when they differ from the typed form
 
 
 @dataclass
@@ -53,7 +54,10 @@ def load_script(path: Path = DEFAULT_SCRIPT) -> list[Conversation]:
             name=c["name"],
             channel=c["channel"],
             user_id=c["user_id"],
-            turns=[ScriptedTurn(t["say"], {k: v for k, v in t.items() if k != "say"}) for t in c["turns"]],
+            turns=[
+                ScriptedTurn(t["say"], {k: v for k, v in t.items() if k not in ("say", "speak")}, t.get("speak"))
+                for t in c["turns"]
+            ],
         )
         for c in data["conversations"]
     ]
@@ -69,7 +73,7 @@ def play_conversation(
     echo(f"=== {conversation.name} ({'voice notes' if voice else 'text'}, {conversation.channel}) ===")
     for scripted in conversation.turns:
         if voice:
-            turn = client.speak(played.conversation_id, user_id, conversation.channel, scripted.say)
+            turn = client.speak(played.conversation_id, user_id, conversation.channel, scripted.speak or scripted.say)
         else:
             turn = client.say(played.conversation_id, user_id, conversation.channel, scripted.say)
         played.turns.append(turn)
