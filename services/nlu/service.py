@@ -1,39 +1,56 @@
-"""The nlu service: elmo.utterances -> elmo.understandings (intent, entities, dialogue context)."""
+"""The nlu service: elmo.utterances -> elmo.understandings (intent, entities, dialogue context).
+
+The intent head is hot-swappable: the runtime loads it with `load_model`, hands it to
+`understand` with every batch and swaps in versions announced on elmo.model-updates.
+"""
 
 from __future__ import annotations
 
-from elmo.brand.catalog import load_catalog
+from elmo.brand.catalog import Catalog, load_catalog
 from elmo.contracts import topics
 from elmo.contracts.events import Utterance
 from elmo.dialogue import DialogueStore
-from elmo.models.artifacts import ArtifactStore
+from elmo.models.artifacts import ArtifactStore, ModelVersion
+from elmo.models.classifier import EmbeddingClassifier
 from elmo.models.embeddings import SentenceEmbedder
+from elmo.models.registry import Evaluator
 from elmo.runtime import ModelSlot, Stage, run_stage
 from services.nlu.core import Understander
-from services.nlu.intent_model import MODEL_KIND, IntentModel
+from services.nlu.intent_model import MODEL_KIND, IntentModel, evaluate, read_examples
 from services.nlu.settings import NluSettings
 
 
+def intent_model(version: ModelVersion, embedder: SentenceEmbedder, min_confidence: float) -> IntentModel:
+    trained_with = version.meta.get("embedding_model")
+    if trained_with not in (None, embedder.version):
+        raise ValueError(f"{MODEL_KIND} {version.version} was trained on {trained_with} embeddings, this service has {embedder.version}")
+    return IntentModel(embedder, EmbeddingClassifier.load(version.path), version.version, min_confidence)
+
+
 def build_stage(settings: NluSettings) -> Stage:
-    slot = ModelSlot(MODEL_KIND)
-    understander: Understander | None = None
+    embedder: SentenceEmbedder | None = None
+    catalog: Catalog | None = None
+    dialogue: DialogueStore | None = None
 
-    def load() -> None:
-        nonlocal understander
-        model = IntentModel.load(
-            ArtifactStore(settings.model_store), SentenceEmbedder(threads=settings.model_threads), settings.nlu_min_confidence
-        )
+    def open_clients() -> None:
+        nonlocal catalog, dialogue
+        catalog = load_catalog()
         dialogue = DialogueStore.from_url(settings.redis_url, settings.nlu_context_ttl_s)
-        understander = Understander(model, load_catalog(), dialogue, settings.nlu_context_turns)
-        slot.set_loaded(model.version)
 
-    async def understand(events: list[Utterance]):  # noqa: ANN202
-        assert understander is not None, "model not loaded"
-        return await understander.understand_batch(events)
+    def load_model(version: str | None) -> tuple[IntentModel, str]:
+        nonlocal embedder
+        if embedder is None:  # the encoder is shared by every head version
+            embedder = SentenceEmbedder(threads=settings.model_threads)
+        found = ArtifactStore(settings.model_store).get_or_current(MODEL_KIND, version)
+        return intent_model(found, embedder, settings.nlu_min_confidence), found.version
+
+    async def understand(events: list[Utterance], model: IntentModel):  # noqa: ANN202
+        assert catalog is not None and dialogue is not None, "on_start opens the clients"
+        return await Understander(model, catalog, dialogue, settings.nlu_context_turns).understand_batch(events)
 
     async def close() -> None:
-        if understander is not None:
-            await understander.dialogue.close()
+        if dialogue is not None:
+            await dialogue.close()
 
     return Stage(
         name="nlu",
@@ -41,11 +58,25 @@ def build_stage(settings: NluSettings) -> Stage:
         emits=topics.UNDERSTANDINGS,
         input_type=Utterance,
         process_batch=understand,
-        model=slot,
-        on_start=load,
+        model=ModelSlot(MODEL_KIND),
+        load_model=load_model,
+        on_start=open_clients,
         on_stop=close,
         description="Intent, entities and dialogue context.",
     )
+
+
+def held_out_evaluator(settings: NluSettings | None = None) -> Evaluator:
+    """The promotion gate's judge: accuracy on the held-out split of intents.jsonl."""
+    settings = settings or NluSettings()
+    embedder = SentenceEmbedder(threads=settings.model_threads)
+    held_out = [e for e in read_examples() if e.split == "test"]
+
+    def judge(version: ModelVersion) -> dict[str, float]:
+        report = evaluate(intent_model(version, embedder, settings.nlu_min_confidence), held_out)
+        return {"held_out_accuracy": report.accuracy, "held_out_macro_f1": report.macro_f1}
+
+    return Evaluator("held_out_accuracy", judge, f"nlu held-out split of intents.jsonl ({len(held_out)} utterances)")
 
 
 def main() -> None:

@@ -36,6 +36,10 @@ deploy_app = typer.Typer(help="Kubernetes manifests generated from the registry 
 app.add_typer(deploy_app, name="deploy")
 brand_app = typer.Typer(help="The brand's data: catalog, knowledge base and profile (ELMO_BRAND_DIR).", no_args_is_help=True)
 app.add_typer(brand_app, name="brand")
+models_app = typer.Typer(
+    help="The model registry (ELMO_MODEL_STORE): versions, statuses, the promotion gate, rollback.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 
 def _connections() -> ConnectionSettings:
@@ -572,6 +576,110 @@ def brand_check(
     if not report.ok:
         typer.secho(f"{len(report.errors)} error(s) in the brand data", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+
+
+
+# --- model registry ------------------------------------------------------------------------------
+
+# The module of each model kind that supplies `held_out_evaluator()`, the promotion gate's judge.
+MODEL_EVALUATORS = {"nlu-intent": "services.nlu.service", "sentiment": "services.sentiment.service"}
+
+
+def _registry(store: Path | None, tolerance: float | None = None):  # noqa: ANN202 - ModelRegistry
+    from elmo.models.registry import ModelRegistry
+    from elmo.runtime.model_updates import KafkaAnnouncer, ModelUpdateSettings
+
+    updates = ModelUpdateSettings()
+    return ModelRegistry(_store(store), KafkaAnnouncer(updates.kafka_bootstrap_servers, updates.model_updates_topic), tolerance)
+
+
+def _registry_call(action):  # noqa: ANN001, ANN202 - runs a registry action, turning its errors into messages
+    from kafka.errors import KafkaError
+
+    from elmo.models.registry import ConcurrentPromotion, NoModelVersion, NothingToRollBack
+
+    try:
+        return action()
+    except (NoModelVersion, NothingToRollBack, ConcurrentPromotion) as error:
+        _fail(str(error))
+    except KafkaError as error:
+        _fail(f"the store moved, but announcing it on the model-updates topic failed ({error!r}); "
+              "`elmo models promote KIND <current version>` announces it again")
+
+
+@models_app.command("list")
+def models_list(
+    kind: str | None = typer.Argument(None, help="Only this model kind (nlu-intent, sentiment, ...)."),
+    store: Path | None = STORE_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per version instead of a table."),
+) -> None:
+    """Every version of every kind (or one kind), oldest first: status, current marker, metrics."""
+    registry = _registry(store)
+    kinds = [kind] if kind else registry.kinds()
+    if not as_json:
+        typer.echo(f"{'kind':14} {'version':17} {'status':12} {'created':20} metrics / reason")
+    for each in kinds:
+        for record in registry.records(each):
+            if as_json:
+                typer.echo(json.dumps(record.as_dict(), default=str))
+                continue
+            metrics = ", ".join(f"{k}={v:.4f}" for k, v in record.metrics.items() if isinstance(v, int | float))
+            marker = "*" if record.current else " "
+            line = f"{each:14} {marker}{record.version:16} {record.status.value:12} {record.created_at[:19]:20} {metrics}"
+            typer.echo(line + (f"  [{record.status_reason}]" if record.status_reason else ""))
+
+
+@models_app.command("show")
+def models_show(
+    kind: str = typer.Argument(..., help="Model kind."),
+    version: str | None = typer.Argument(None, help="Version or a unique prefix of it (default: the current one)."),
+    store: Path | None = STORE_OPTION,
+) -> None:
+    """One version's record (meta, status and its reason, gate evaluation) and the kind's promotion history."""
+    registry = _registry(store)
+    record = _registry_call(lambda: registry.record(kind, version))
+    stack = registry.promoted_stack(kind)
+    typer.echo(json.dumps(
+        {**record.as_dict(), "rollback_target": stack[-2] if len(stack) > 1 else None, "history": registry.history(kind)},
+        indent=2, default=str,
+    ))
+
+
+@models_app.command("promote")
+def models_promote(
+    kind: str = typer.Argument(..., help="Model kind."),
+    version: str = typer.Argument(..., help="Version or a unique prefix of it."),
+    force: bool = typer.Option(False, "--force", help="Skip the gate: promote without evaluating."),
+    tolerance: float | None = typer.Option(None, help="Largest allowed drop of the primary metric (default: ELMO_PROMOTION_TOLERANCE)."),
+    store: Path | None = STORE_OPTION,
+) -> None:
+    """Make VERSION current if it is no worse than the current one on the held-out set; announce it.
+
+    Exit code 0 when promoted (or already current: announced again), 1 when rejected.
+    """
+    import importlib
+
+    registry = _registry(store, tolerance)
+    full = _registry_call(lambda: registry.resolve(kind, version))
+    if force:
+        decision = _registry_call(lambda: registry.promote(kind, full))
+    else:
+        if kind not in MODEL_EVALUATORS:
+            _fail(f"no evaluator for {kind} (known: {', '.join(MODEL_EVALUATORS)}); --force promotes without one")
+        evaluator = importlib.import_module(MODEL_EVALUATORS[kind]).held_out_evaluator()
+        decision = _registry_call(lambda: registry.promote_if_better(kind, full, evaluator))
+    typer.echo(json.dumps(decision.as_dict(), default=str))
+    if not decision.promoted:
+        typer.secho(f"rejected: {decision.reason}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+@models_app.command("rollback")
+def models_rollback(kind: str = typer.Argument(..., help="Model kind."), store: Path | None = STORE_OPTION) -> None:
+    """Back to the version promoted before the current one (which becomes rolled_back); announce it."""
+    registry = _registry(store)
+    decision = _registry_call(lambda: registry.rollback(kind))
+    typer.echo(json.dumps(decision.as_dict(), default=str))
 
 
 if __name__ == "__main__":

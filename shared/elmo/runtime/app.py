@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 from collections.abc import Sequence
+from contextlib import nullcontext
 from itertools import chain
 from typing import Any
 
@@ -25,13 +26,16 @@ from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.middlewares import AckPolicy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from elmo.models.artifacts import ArtifactStore
 from elmo.runtime.health import Health
 from elmo.runtime.idempotency import RedisSeenEvents
 from elmo.runtime.json_logs import configure_logging
 from elmo.runtime.metrics import ServiceMetrics
+from elmo.runtime.model_updates import ModelUpdateSettings, ModelUpdateWatcher
 from elmo.runtime.offsets import CommitOnRevoke, OffsetCommitter
 from elmo.runtime.processing import BatchProcessor, RetryPolicy
 from elmo.runtime.records import ConsumedRecord, OutgoingRecord
+from elmo.runtime.serving_model import ServingModel
 from elmo.runtime.settings import RuntimeSettings
 from elmo.runtime.stage import Stage
 
@@ -74,9 +78,12 @@ async def _message_as_body(message: KafkaMessage) -> KafkaMessage:
 class StageService:
     """A stage wired to Kafka, Redis and HTTP; `app` is the ASGI application uvicorn serves."""
 
-    def __init__(self, stage: Stage, settings: RuntimeSettings | None = None) -> None:
+    def __init__(
+        self, stage: Stage, settings: RuntimeSettings | None = None, model_updates: ModelUpdateSettings | None = None
+    ) -> None:
         self.stage = stage
         self.settings = settings or RuntimeSettings()
+        self.model_update_settings = model_updates or ModelUpdateSettings()
         self.metrics = ServiceMetrics(stage.name)
         if stage.register_metrics is not None:
             stage.register_metrics(self.metrics.registry)
@@ -93,8 +100,26 @@ class StageService:
             apply_types=False,
         )
         self.seen = RedisSeenEvents.from_url(self.settings.redis_url, stage.name, self.settings.idempotency_ttl_s)
+        # A stage with `load_model` serves a swappable model: its core gets the batch's model, and
+        # versions announced on the model-updates topic are swapped in between batches.
+        self.serving: ServingModel | None = None
+        self.model_updates: ModelUpdateWatcher | None = None
+        self._following_updates: asyncio.Task | None = None
+        if stage.load_model is not None:
+            assert stage.model is not None  # Stage checks it
+            self.serving = ServingModel(stage.model, stage.load_model, self.metrics)
+            store = ArtifactStore(self.settings.model_store)
+            kind = stage.model.name
+            self.model_updates = ModelUpdateWatcher(
+                self.serving,
+                self.settings.kafka_bootstrap_servers,
+                self.model_update_settings.model_updates_topic,
+                current_moved_at=lambda: store.current_moved_at(kind),
+                client_id=f"elmo-{stage.name}-model-updates",
+                retry_s=self.model_update_settings.model_updates_retry_s,
+            )
         self.processor = BatchProcessor(
-            stage,
+            self.serving.bind(stage) if self.serving is not None else stage,
             publish=self._publish,
             seen=self.seen,
             metrics=self.metrics,
@@ -138,7 +163,9 @@ class StageService:
             await self.committer.commit_if_due()
 
         try:
-            await self.processor.handle(records, commit=commit)
+            # The model is fixed for the whole batch; a new version waits for the next one.
+            async with self.serving.batch() if self.serving is not None else nullcontext():
+                await self.processor.handle(records, commit=commit)
         except Exception:
             log.exception("batch not durable; rewinding to re-read it", extra={"fields": {"records": len(records)}})
             await message.nack()
@@ -158,12 +185,18 @@ class StageService:
 
     async def _start(self) -> None:
         await _call_hook(self.stage.on_start)
+        if self.serving is not None and self.model_updates is not None:
+            await self.serving.load_current()
+            # Before consuming: a version announced while this service was down serves from the first batch.
+            await self.model_updates.catch_up(self.model_update_settings.model_updates_catch_up_s)
         if self.stage.model is not None and self.stage.model.version is not None:
             self.metrics.model_loaded(self.stage.model.name, self.stage.model.version)
 
     async def _started(self) -> None:
         self.health.started = True
         self._periodic_commits = asyncio.create_task(self.committer.run_periodically())
+        if self.model_updates is not None:
+            self._following_updates = asyncio.create_task(self.model_updates.run(), name="model-updates")
         log.info("consuming", extra={"fields": {"topic": self.stage.consumes.name, "emits": self.stage.emits.name}})
 
     async def _stopping(self) -> None:
@@ -173,6 +206,11 @@ class StageService:
         self.committer.interval_s = 0
         if self._periodic_commits is not None:
             self._periodic_commits.cancel()
+        if self._following_updates is not None:
+            self._following_updates.cancel()
+        if self.model_updates is not None and self.serving is not None:
+            await self.model_updates.stop()
+            await self.serving.close()
         await self.committer.flush()
         log.info("stopping: finishing in-flight work", extra={"fields": {"grace_s": self.settings.shutdown_grace_s}})
 

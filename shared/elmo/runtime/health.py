@@ -59,4 +59,10 @@ class Health:
             "model_loaded": model_loaded,
             "model_version": self.model.version if self.model else None,
         }
+        if self.model is not None:
+            detail["model"] = self.model.name
+            if self.model.loading is not None:
+                detail["model_loading"] = self.model.loading
+            if self.model.last_load_error is not None:
+                detail["model_load_error"] = self.model.last_load_error
         return self.started and not self.stopping and broker_reachable and model_loaded, detail

@@ -44,6 +44,15 @@ class ServiceMetrics:
         self._model = Gauge(
             "elmo_model_loaded", "1 for the model version this service is serving.", [*labels, "model", "version"], registry=self.registry
         )
+        self._model_swaps = Counter(
+            "elmo_model_swaps", "Model versions swapped in while running (hot swap).", [*labels, "model"], registry=self.registry
+        )
+        self._model_load_failures = Counter(
+            "elmo_model_load_failures",
+            "Announced model versions that failed to load (the previous version kept serving).",
+            [*labels, "model"],
+            registry=self.registry,
+        )
 
     def consumed(self, count: int) -> None:
         self._consumed.labels(self.service).inc(count)
@@ -70,3 +79,9 @@ class ServiceMetrics:
     def model_loaded(self, model: str, version: str) -> None:
         self._model.clear()
         self._model.labels(self.service, model, version).set(1)
+
+    def model_swapped(self, model: str) -> None:
+        self._model_swaps.labels(self.service, model).inc()
+
+    def model_load_failed(self, model: str) -> None:
+        self._model_load_failures.labels(self.service, model).inc()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 
@@ -22,6 +22,11 @@ In = TypeVar("In", bound=Event)
 # input it cannot use (the rest of the batch goes on; the rejected one is dead-lettered).
 CoreResult = Event | Sequence[Event] | BaseException | None
 BatchCore = Callable[[Sequence[In]], Sequence[CoreResult] | Awaitable[Sequence[CoreResult]]]
+# A stage with a hot-swappable model: its core also receives the model serving the batch.
+ModelBatchCore = Callable[[Sequence[In], Any], Sequence[CoreResult] | Awaitable[Sequence[CoreResult]]]
+# Loads a version of the stage's model (None: the store's CURRENT); returns the model and its
+# version. Runs in a worker thread, at start and whenever a ModelUpdate names another version.
+ModelLoader = Callable[[str | None], tuple[Any, str]]
 
 
 class RejectedInput(Exception):
@@ -30,10 +35,15 @@ class RejectedInput(Exception):
 
 @dataclass
 class ModelSlot:
-    """The model a stage serves with: readiness waits for it, /metrics shows its version."""
+    """The model a stage serves with: readiness waits for it, /metrics shows its version.
+
+    With `Stage.load_model`, `name` is the model kind in the store (the key of its ModelUpdates).
+    """
 
     name: str
     version: str | None = None
+    loading: str | None = None  # a version being loaded to be swapped in
+    last_load_error: str | None = None
 
     @property
     def loaded(self) -> bool:
@@ -49,8 +59,12 @@ class Stage(Generic[In]):
     consumes: Topic
     emits: Topic
     input_type: type[In]
-    process_batch: BatchCore[In]
+    # With `load_model`, called as process_batch(events, model) (a `ModelBatchCore`).
+    process_batch: BatchCore[In] | ModelBatchCore[In]
     model: ModelSlot | None = None
+    # The hot-swap hook: the runtime loads the model with it (off the event loop), hands it to the
+    # core with every batch, and swaps in versions announced on elmo.model-updates between batches.
+    load_model: ModelLoader | None = None
     # Called once before consuming starts (load models, open clients); readiness waits for it.
     on_start: Callable[[], Awaitable[None] | None] | None = None
     on_stop: Callable[[], Awaitable[None] | None] | None = None
@@ -63,6 +77,8 @@ class Stage(Generic[In]):
         # A synchronous core is CPU work (a model): it runs in a worker thread so the event loop
         # keeps heartbeats, health checks and publishing going meanwhile.
         self._runs_in_thread = not inspect.iscoroutinefunction(self.process_batch)
+        if self.load_model is not None and self.model is None:
+            raise ValueError(f"stage {self.name}: load_model needs a ModelSlot naming the model kind")
 
     @property
     def runs_in_thread(self) -> bool:
