@@ -47,42 +47,66 @@ class PopularityReader:
         return self._vector
 
 
+class RecommenderFactory:
+    """Builds a `Recommender` around one ALS version; the catalog index and item vectors are shared."""
+
+    def __init__(self, settings: RecommenderSettings, embedder: Embedder) -> None:
+        catalog = load_catalog()
+        self.settings = settings
+        self.index = ItemIndex(catalog)
+        self.item_vectors = item_embeddings(catalog, embedder, settings.model_store)
+        self.weights = BlendWeights(
+            settings.recommender_cf_weight, settings.recommender_content_weight, settings.recommender_popularity_weight
+        )
+
+    def build(self, version: str | None = None) -> Recommender:
+        try:
+            model: AlsModel | None = AlsModel.load(ArtifactStore(self.settings.model_store), version)
+        except NoModelVersion:
+            if version is not None:
+                raise
+            log.warning("no ALS model in the store: serving content + popularity",
+                        extra={"fields": {"store": str(self.settings.model_store)}})
+            model = None
+        return Recommender(self.index, self.item_vectors, model, self.weights, self.settings, self.settings.recommender_top_k)
+
+
 def build_recommender(settings: RecommenderSettings, embedder: Embedder) -> Recommender:
-    catalog = load_catalog()
-    try:
-        model: AlsModel | None = AlsModel.load(ArtifactStore(settings.model_store))
-    except NoModelVersion:
-        log.warning("no ALS model in the store: serving content + popularity", extra={"fields": {"store": str(settings.model_store)}})
-        model = None
-    weights = BlendWeights(settings.recommender_cf_weight, settings.recommender_content_weight, settings.recommender_popularity_weight)
-    return Recommender(
-        ItemIndex(catalog), item_embeddings(catalog, embedder, settings.model_store), model, weights, settings, settings.recommender_top_k
-    )
+    return RecommenderFactory(settings, embedder).build()
 
 
 def build_stage(settings: RecommenderSettings) -> Stage:
-    slot = ModelSlot(MODEL_KIND)
+    """The ALS model is hot-swappable: the runtime loads versions announced on elmo.model-updates."""
     embedder: LazyEmbedder | None = None
-    recommender: Recommender | None = None
+    factory: RecommenderFactory | None = None
     interactions: InteractionStore | None = None
-    popularity: PopularityReader | None = None
+    popularity: dict[str, PopularityReader] = {}
 
-    def load() -> None:
-        nonlocal embedder, recommender, interactions, popularity
-        # The blend's products are small (items x 384): one BLAS thread is as fast on an idle
-        # machine and far steadier on a busy one (tests/load/bench_recommender.py on a loaded
-        # 2-core box, 10,000 items: p99 3.3-4.8 ms with one thread, 36-42 ms with two).
-        threadpool_limits(1, "blas")
-        embedder = LazyEmbedder(threads=settings.model_threads)
-        recommender = build_recommender(settings, embedder)
+    def open_clients() -> None:
+        nonlocal interactions
         interactions = InteractionStore.from_url(settings.redis_url, settings)
-        popularity = PopularityReader(interactions, recommender, settings.recommender_popularity_refresh_s)
-        slot.set_loaded(recommender.version)
 
-    async def recommend(events: Sequence[SentimentScored]):  # noqa: ANN202
-        assert recommender is not None and interactions is not None and popularity is not None, "model not loaded"
+    def load_model(version: str | None) -> tuple[Recommender, str]:
+        nonlocal embedder, factory
+        if factory is None:
+            # The blend's products are small (items x 384): one BLAS thread is as fast on an idle
+            # machine and far steadier on a busy one (tests/load/bench_recommender.py on a loaded
+            # 2-core box, 10,000 items: p99 3.3-4.8 ms with one thread, 36-42 ms with two).
+            threadpool_limits(1, "blas")
+            embedder = LazyEmbedder(threads=settings.model_threads)
+            factory = RecommenderFactory(settings, embedder)
+        recommender = factory.build(version)
+        return recommender, recommender.version
+
+    async def recommend(events: Sequence[SentimentScored], recommender: Recommender):  # noqa: ANN202
+        assert interactions is not None, "on_start opens the clients"
+        reader = popularity.get(recommender.version)
+        if reader is None:  # popularity is mapped onto this model's items
+            reader = popularity.setdefault(
+                recommender.version, PopularityReader(interactions, recommender, settings.recommender_popularity_refresh_s)
+            )
         histories = await interactions.histories(e.user_id for e in events)
-        popular = await popularity.read()
+        popular = await reader.read()
 
         def decide():  # noqa: ANN202 - CPU work (embeddings when nlu's cannot be reused, the blend)
             inputs = BatchInputs(histories, popular, query_embeddings(events, embedder))
@@ -100,8 +124,9 @@ def build_stage(settings: RecommenderSettings) -> Stage:
         emits=topics.RECOMMENDATIONS,
         input_type=SentimentScored,
         process_batch=recommend,
-        model=slot,
-        on_start=load,
+        model=ModelSlot(MODEL_KIND),
+        load_model=load_model,
+        on_start=open_clients,
         on_stop=close,
         description="Items worth suggesting, each with a reason and a signed tracking link.",
     )
