@@ -26,6 +26,9 @@ PRODUCT_SLOTS: tuple[tuple[str, str, str], ...] = (
     ("color", "colors", "colour"),
 )
 CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
+# Below this score a negative turn is met with an apology first; a mildly negative label on a plain
+# question ("how long does delivery take?" scored -0.13) does not call for one.
+APOLOGY_BELOW_SCORE = -0.25
 ORDER_FLOWS = ("order_status", "return_refund", "complaint")
 PRODUCT_INTENTS = ("purchase", "product_inquiry", "price_inquiry")
 
@@ -145,7 +148,7 @@ class _Turn:
     # --- the policy ------------------------------------------------------------------------------
 
     def decide(self) -> tuple[ComposedReply, BotState]:
-        if self.negative:
+        if self.negative and self.event.sentiment.score <= APOLOGY_BELOW_SCORE:
             # Apologise before anything else.
             self.reply.say("apology", main=False)
         intent = self.intent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -145,6 +146,8 @@ def _supervisor_pid_file() -> Path:
 def _running_pid(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text())
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # a supervisor this process started is a zombie until reaped
         os.kill(pid, 0)
         return pid
     except (FileNotFoundError, ValueError, ProcessLookupError):
@@ -152,7 +155,12 @@ def _running_pid(pid_file: Path) -> int | None:
 
 
 @app.command("up")
-def up(foreground: bool = typer.Option(False, "--foreground", help="Supervise in this terminal until Ctrl-C.")) -> None:
+def up(
+    foreground: bool = typer.Option(False, "--foreground", help="Supervise in this terminal until Ctrl-C."),
+    skip_backlog: bool = typer.Option(
+        False, "--skip-backlog", help="First move the services' consumer groups past records earlier runs left unread."
+    ),
+) -> None:
     """Start Kafka and Redis, create topics, and run every implemented service under a supervisor."""
     from elmo.local.kafka_broker import kafka_up as start_kafka
     from elmo.local.redis_server import redis_up as start_redis
@@ -162,6 +170,8 @@ def up(foreground: bool = typer.Option(False, "--foreground", help="Supervise in
     start_kafka(stack)
     start_redis(stack)
     topics_create()
+    if skip_backlog and _running_pid(_supervisor_pid_file()) is None:
+        _skip_backlog()
     services = implemented_services()
     typer.echo(f"services: {', '.join(services) or 'none implemented yet'}")
     command = [sys.executable, "-m", "elmo.tools.supervisor"]
@@ -251,7 +261,8 @@ def demo(
     kafka_was_up = bool(broker_status(stack).get("pid"))
     redis_was_up = bool(redis_status(stack).get("answers_ping"))
     supervisor_was_up = _running_pid(_supervisor_pid_file()) is not None
-    up(foreground=False)
+    # A demo should not wait behind records that tests or benchmarks left in the topics.
+    up(foreground=False, skip_backlog=True)
     unanswered = 0
     try:
         services = [s for s in implemented_services() if s != "ingest"]
@@ -272,6 +283,18 @@ def demo(
             redis_down()
     if unanswered:
         _fail(f"{unanswered} turn(s) got no reply")
+
+
+def _skip_backlog() -> None:
+    """With the services stopped: move their consumer groups to the end of their input topics."""
+    from elmo.contracts.chain import CHAIN
+    from elmo.runtime.settings import RuntimeSettings
+    from elmo.tools.topic_admin import skip_to_end
+
+    bootstrap = _connections().kafka_bootstrap_servers
+    skipped = sum(skip_to_end(bootstrap, RuntimeSettings().group_for(hop.service), hop.consumes.name) for hop in CHAIN)
+    if skipped:
+        typer.echo(f"skipped {skipped} records left unread in the chain's topics by earlier runs", err=True)
 
 
 @app.command("chat")

@@ -61,3 +61,22 @@ def describe_topics(bootstrap_servers: str, topics: tuple[Topic, ...] | None = N
     return [
         TopicState(t, t.name in found, len(found[t.name]["partitions"]) if t.name in found else None) for t in topics
     ]
+
+
+def skip_to_end(bootstrap_servers: str, group: str, topic: str) -> int:
+    """Commit `group`'s offsets at `topic`'s end (its consumers must be stopped); returns records skipped."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(partitions)
+        skipped = 0
+        for partition in partitions:
+            committed = consumer.committed(partition)
+            skipped += ends[partition] - committed if committed is not None else 0
+        consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ends.items()})
+        return skipped
+    finally:
+        consumer.close()
