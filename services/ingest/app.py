@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import redis.asyncio as redis
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from elmo.contracts.events import InboundMessage
+from elmo.link_settings import LinkSettings
 from elmo.tracking_links import InvalidTrackingToken, read_token
 from services.ingest import meta, telegram, whatsapp
 from services.ingest.core import IngestCore, Outcome, Unavailable
@@ -130,6 +130,7 @@ class IngestService:
         media: MediaFetchers | None = None,
     ) -> None:
         self.settings = settings or IngestSettings()
+        self.links = LinkSettings()  # tracking links redirect to the shop's product pages
         self.metrics = IngestMetrics()
         self.publisher, self.claims, self.limiter, self.media = publisher, claims, limiter, media
         self.redis: redis.Redis | None = None
@@ -421,8 +422,6 @@ class IngestService:
             if not secret:
                 raise InvalidTrackingToken("no tracking secret configured")
             link = read_token(token, secret)
-            if urlsplit(link.target_url).scheme not in ("http", "https"):
-                raise InvalidTrackingToken("target is not an http(s) URL")
         except (InvalidTrackingToken, ValueError):
             self.metrics.redirect("bad_token")
             return _error(404, "unknown_link", "this link is not valid")
@@ -431,4 +430,5 @@ class IngestService:
         else:
             outcome = await self.core.record_click(link, user_agent, CLICK_PUBLISH_WAIT_S)
         self.metrics.redirect(outcome)
-        return RedirectResponse(link.target_url, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        target = self.links.product_url(link.item_id)
+        return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

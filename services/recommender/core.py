@@ -325,7 +325,6 @@ class Recommender:
             user_id=event.user_id,
             conversation_id=event.conversation_id,
             channel=event.channel.value,
-            target_url=item.url(self.links.shop_url),
         )
         return Recommendation(
             item_id=item.id,

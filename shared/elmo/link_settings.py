@@ -16,3 +16,7 @@ class LinkSettings(BaseSettings):
     shop_url: str = Field("https://shop.northwind.example", description="The shop; a product page is <shop_url>/p/<item id>.")
     tracking_base_url: str = Field("http://127.0.0.1:8108", description="Base URL of the click-tracking redirect (`<base>/r/<token>`).")
     tracking_secret: str = Field("dev-only-tracking-secret", description="HMAC secret signing tracking links; set a real one outside dev.")
+
+    def product_url(self, item_id: str) -> str:
+        """Where a tracking link for `item_id` redirects."""
+        return f"{self.shop_url.rstrip('/')}/p/{item_id}"

@@ -1,8 +1,10 @@
 """Tracking links: the URL a recommendation carries, which records a click before redirecting.
 
 A link is stateless and signed: `<base>/r/<token>` where the token holds who was shown what
-(tracking id, item, user, conversation, channel, target URL) and an HMAC over it, so the redirect
-endpoint needs no lookup and cannot be turned into an open redirect or a click forger.
+(tracking id, item, user, conversation, channel) as a compact JSON array and an HMAC over it, so the
+redirect endpoint needs no lookup and cannot be used to forge clicks. It redirects to the item's
+product page (`LinkSettings.product_url`), never to a URL taken from the link, so it is no open
+redirect either, and links stay short enough for a chat message.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import base64
 import hashlib
 import hmac
 import json
+
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -25,7 +29,8 @@ class TrackedLink(BaseModel):
     user_id: str = Field(pattern=ID_PATTERN)
     conversation_id: str = Field(pattern=ID_PATTERN)
     channel: str
-    target_url: str
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("tracking_id", "item_id", "user_id", "conversation_id", "channel")
 
 
 class InvalidTrackingToken(ValueError):
@@ -45,7 +50,7 @@ def _signature(secret: str, payload: bytes) -> bytes:
 
 
 def make_token(link: TrackedLink, secret: str) -> str:
-    payload = json.dumps(link.model_dump(), separators=(",", ":"), sort_keys=True).encode()
+    payload = json.dumps([getattr(link, name) for name in TrackedLink.FIELDS], separators=(",", ":")).encode()
     return f"{_b64(payload)}.{_b64(_signature(secret, payload))}"
 
 
@@ -63,6 +68,9 @@ def read_token(token: str, secret: str) -> TrackedLink:
     if not hmac.compare_digest(signature, _signature(secret, payload)):
         raise InvalidTrackingToken("tracking token signature does not match")
     try:
-        return TrackedLink.model_validate_json(payload)
+        values = json.loads(payload)
+        if not isinstance(values, list) or len(values) != len(TrackedLink.FIELDS):
+            raise ValueError("expected a list of the link's fields")
+        return TrackedLink(**dict(zip(TrackedLink.FIELDS, values, strict=True)))
     except ValueError as error:
         raise InvalidTrackingToken(f"tracking token payload is invalid: {error}") from error

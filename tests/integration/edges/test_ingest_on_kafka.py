@@ -125,16 +125,13 @@ def test_generic_events_and_the_rate_limit_use_redis(ingest, connections):
 def test_a_tracking_link_click_goes_to_elmo_feedback_then_redirects(ingest, connections):
     bootstrap = connections.kafka_bootstrap_servers
     conversation = f"it-click-{uuid.uuid4().hex[:12]}"
-    link = TrackedLink(
-        tracking_id=uuid.uuid4().hex, item_id="sku-7", user_id="u-7", conversation_id=conversation, channel="telegram",
-        target_url="https://shop.northwind.example/p/sku-7",
-    )  # fmt: skip
+    link = TrackedLink(tracking_id=uuid.uuid4().hex, item_id="sku-7", user_id="u-7", conversation_id=conversation, channel="telegram")
     offsets = end_offsets(bootstrap, "elmo.feedback")
 
     response = httpx.get(f"http://127.0.0.1:{ingest.port}/r/{make_token(link, 'dev-only-tracking-secret')}", follow_redirects=False)
     missing = httpx.get(f"http://127.0.0.1:{ingest.port}/r/not-a-token", follow_redirects=False)
 
-    assert response.status_code == 302 and response.headers["location"] == link.target_url
+    assert response.status_code == 302 and response.headers["location"] == "https://shop.northwind.example/p/sku-7"
     assert missing.status_code == 404
     (record,) = read_from(bootstrap, offsets, lambda r: r.key == conversation.encode(), 1, timeout_s=10)
     click = decode(record.value, Feedback)
