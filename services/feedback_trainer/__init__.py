@@ -1,1 +1,1 @@
-"""The feedback-trainer service: learns from customers' reactions (for now: records interactions)."""
+"""The feedback-trainer service: learns from customers' reactions."""

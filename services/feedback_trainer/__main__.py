@@ -1,4 +1,4 @@
-"""The feedback-trainer service: records views, clicks and purchases for the recommender."""
+"""The feedback-trainer service: learns from reactions (interactions, reply bandit, corrections)."""
 from services.feedback_trainer.service import main
 
 main()

@@ -1,20 +1,103 @@
-"""feedback-trainer's core: turn feedback into interactions and record them.
+"""feedback-trainer's core: turn each reaction into what it teaches.
 
-Views, clicks and purchases of recommended items go to the interaction store the recommender
-reads at request time; other feedback (ratings, corrections, handoff outcomes) is not used yet.
-Nothing is published: the topic this stage emits to (model updates) gets a record only when a
-model is refitted and promoted, which this service does not do yet.
+- Views, clicks and purchases of recommended items -> the interaction store the recommender reads.
+- Ratings of a reply, and clicks and purchases from it -> the reply-variant bandit's counts
+  (`elmo.reply_bandit`): the reply index says which strategy and variant earned them.
+- Intent corrections -> the corrections collector, which fine-tunes a new nlu head and puts it
+  through the promotion gate (see `corrections.py`).
+
+Nothing is published by the core: a promoted head is announced on elmo.model-updates by the
+registry, from the corrections trainer.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import Protocol
 
-from elmo.contracts.events import Feedback
+from prometheus_client import CollectorRegistry, Counter
+
+from elmo.contracts.events import Feedback, FeedbackKind
 from elmo.interactions import InteractionStore, interaction_from_feedback
+from elmo.reply_bandit import Outcome, ReplyLearningStore, ReplyRecord, Reward
+from elmo.runtime.stage import CoreResult
+
+log = logging.getLogger("elmo.feedback_trainer")
+
+REPLY_KINDS = frozenset(
+    {FeedbackKind.REPLY_RATED, FeedbackKind.RECOMMENDATION_CLICKED, FeedbackKind.RECOMMENDATION_PURCHASED, FeedbackKind.INTENT_CORRECTED}
+)
 
 
-async def record_feedback(events: Sequence[Feedback], store: InteractionStore) -> list[None]:
-    interactions = [i for i in (interaction_from_feedback(e) for e in events) if i is not None]
-    await store.record_many(interactions)
-    return [None] * len(events)
+def reward_for(event: Feedback, reply: ReplyRecord | None) -> Reward | None:
+    """The bandit reward a reaction is worth: a rating either way, a click or purchase a success."""
+    if reply is None or not reply.strategy or not reply.variant:
+        return None
+    at = event.created_at.timestamp()
+    if event.kind is FeedbackKind.REPLY_RATED and event.rating is not None:
+        return Reward(event.event_id, event.user_id, reply.strategy, reply.variant, event.rating == 1, at, rate_limited=True)
+    if event.kind in (FeedbackKind.RECOMMENDATION_CLICKED, FeedbackKind.RECOMMENDATION_PURCHASED):
+        return Reward(event.event_id, event.user_id, reply.strategy, reply.variant, True, at, rate_limited=False)
+    return None
+
+
+class CorrectionsSink(Protocol):
+    async def collect(self, events: Sequence[Feedback], replies: dict[str, ReplyRecord]) -> list[CoreResult]: ...
+
+
+class TrainerMetrics:
+    def __init__(self) -> None:
+        self.rewards = Counter(
+            "elmo_trainer_bandit_rewards", "Reply rewards by outcome (counted, already_counted, rate_limited, unknown_reply).", ["outcome"],
+            registry=None,
+        )  # fmt: skip
+
+    def register(self, registry: CollectorRegistry) -> None:
+        registry.register(self.rewards)
+
+
+class FeedbackLearner:
+    def __init__(
+        self,
+        interactions: InteractionStore,
+        learning: ReplyLearningStore,
+        rated_per_user_per_hour: int,
+        corrections: CorrectionsSink | None = None,
+        metrics: TrainerMetrics | None = None,
+    ) -> None:
+        self.interactions = interactions
+        self.learning = learning
+        self.rated_per_user_per_hour = rated_per_user_per_hour
+        self.corrections = corrections
+        self.metrics = metrics or TrainerMetrics()
+
+    async def learn(self, events: Sequence[Feedback]) -> list[CoreResult]:
+        await self.interactions.record_many([i for i in map(interaction_from_feedback, events) if i is not None])
+        about_replies = [e for e in events if e.kind in REPLY_KINDS and e.reply_event_id]
+        replies = await self.learning.replies(e.reply_event_id for e in about_replies)  # type: ignore[misc]
+        await self._reward(about_replies, replies)
+        results: list[CoreResult] = [None] * len(events)
+        corrections = [e for e in events if e.kind is FeedbackKind.INTENT_CORRECTED]
+        if self.corrections is not None and corrections:
+            position = {id(e): i for i, e in enumerate(events)}
+            for event, result in zip(corrections, await self.corrections.collect(corrections, replies), strict=True):
+                results[position[id(event)]] = result
+        return results
+
+    async def _reward(self, events: Sequence[Feedback], replies: dict[str, ReplyRecord]) -> None:
+        rewards = []
+        for event in events:
+            if event.kind is FeedbackKind.INTENT_CORRECTED:
+                continue
+            reward = reward_for(event, replies.get(event.reply_event_id or ""))
+            if reward is not None:
+                rewards.append(reward)
+            elif event.kind is FeedbackKind.REPLY_RATED:
+                self.metrics.rewards.labels("unknown_reply").inc()  # expired from the index, or never a reply
+        outcomes = await self.learning.apply_rewards(rewards, self.rated_per_user_per_hour)
+        for outcome in outcomes:
+            self.metrics.rewards.labels(outcome.name.lower()).inc()
+        limited = [r.user_id for r, o in zip(rewards, outcomes, strict=True) if o is Outcome.RATE_LIMITED]
+        if limited:
+            log.info("ratings over the hourly cap not counted", extra={"fields": {"users": sorted(set(limited)), "count": len(limited)}})

@@ -1,42 +1,97 @@
-"""The feedback-trainer service: elmo.feedback -> (interaction store in Redis); emits to
-elmo.model-updates only once it refits models, which it does not do yet."""
+"""The feedback-trainer service: elmo.feedback -> interaction store and reply-bandit counts (Redis),
+and intent corrections -> a fine-tuned nlu head, announced on elmo.model-updates by the model
+registry when it passes the promotion gate."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+
+import anyio.to_thread
+import redis.asyncio as redis
+from prometheus_client import CollectorRegistry
 
 from elmo.contracts import topics
 from elmo.contracts.events import Feedback
 from elmo.interactions import InteractionStore
+from elmo.models.artifacts import ArtifactStore
+from elmo.models.embeddings import SentenceEmbedder
+from elmo.models.registry import ModelRegistry
+from elmo.reply_bandit import ReplyLearningStore
 from elmo.runtime import Stage, run_stage
-from services.feedback_trainer.core import record_feedback
+from elmo.runtime.model_updates import KafkaAnnouncer
+from services.feedback_trainer.core import FeedbackLearner, TrainerMetrics
+from services.feedback_trainer.corrections import CorrectionMetrics, CorrectionTrainer, FineTuneConfig, HeadFineTuner
 from services.feedback_trainer.settings import FeedbackTrainerSettings
+from services.nlu.service import held_out_evaluator
+
+
+def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetrics) -> CorrectionTrainer:
+    """Loads the sentence encoder: call it off the event loop."""
+    registry = ModelRegistry(
+        ArtifactStore(settings.model_store),
+        KafkaAnnouncer(settings.kafka_bootstrap_servers, settings.model_updates_topic),
+        settings.promotion_tolerance,
+    )
+    config = FineTuneConfig(epochs=settings.trainer_fine_tune_epochs, replay_examples=settings.trainer_replay_examples)
+    tuner = HeadFineTuner(registry, SentenceEmbedder(threads=settings.model_threads), held_out_evaluator, config)
+    return CorrectionTrainer(
+        redis.Redis.from_url(settings.redis_url, decode_responses=True),
+        tuner,
+        prefix=settings.learning_key_prefix,
+        batch=settings.trainer_corrections_batch,
+        per_user_per_hour=settings.trainer_corrections_per_user_per_hour,
+        applied_ttl_s=settings.reply_index_ttl_s,
+        metrics=metrics,
+    )
 
 
 def build_stage(settings: FeedbackTrainerSettings) -> Stage:
-    store: InteractionStore | None = None
+    learner: FeedbackLearner | None = None
+    timer: asyncio.Task | None = None
+    metrics, correction_metrics = TrainerMetrics(), CorrectionMetrics()
 
-    def open_store() -> None:
-        nonlocal store
-        store = InteractionStore.from_url(settings.redis_url, settings)
+    async def open_stores() -> None:
+        nonlocal learner, timer
+        corrections = None
+        if settings.trainer_corrections:
+            corrections = await anyio.to_thread.run_sync(build_corrections, settings, correction_metrics)
+            timer = asyncio.get_running_loop().create_task(corrections.run_timer(settings.trainer_corrections_interval_s))
+        learner = FeedbackLearner(
+            InteractionStore.from_url(settings.redis_url, settings),
+            ReplyLearningStore.from_url(settings.redis_url, settings),
+            settings.trainer_rated_per_user_per_hour,
+            corrections=corrections,
+            metrics=metrics,
+        )
 
-    async def record(events: Sequence[Feedback]):  # noqa: ANN202
-        assert store is not None, "store not open"
-        return await record_feedback(events, store)
+    async def learn(events: Sequence[Feedback]):  # noqa: ANN202
+        assert learner is not None, "stores not open"
+        return await learner.learn(events)
 
     async def close() -> None:
-        if store is not None:
-            await store.close()
+        if timer is not None:
+            timer.cancel()
+        if learner is not None:
+            if isinstance(learner.corrections, CorrectionTrainer):
+                await learner.corrections.close()
+            await learner.interactions.close()
+            await learner.learning.close()
+
+    def register_metrics(registry: CollectorRegistry) -> None:
+        metrics.register(registry)
+        correction_metrics.register(registry)
 
     return Stage(
         name="feedback-trainer",
         consumes=topics.FEEDBACK,
         emits=topics.MODEL_UPDATES,
         input_type=Feedback,
-        process_batch=record,
-        on_start=open_store,
+        process_batch=learn,
+        on_start=open_stores,
         on_stop=close,
-        description="Records views, clicks and purchases of recommended items for the recommender.",
+        register_metrics=register_metrics,
+        description="Interactions for the recommender, rewards for the reply bandit, corrections for the nlu head.",
     )
 
 

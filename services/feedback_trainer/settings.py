@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from elmo.interactions import InteractionSettings
+from elmo.models.registry import RegistrySettings
+from elmo.reply_bandit import ReplyLearningSettings
+from elmo.runtime.model_updates import ModelUpdateSettings
 from elmo.runtime.settings import RuntimeSettings
 
 
-class FeedbackTrainerSettings(RuntimeSettings, InteractionSettings):
-    pass
+class FeedbackTrainerSettings(RuntimeSettings, InteractionSettings, ReplyLearningSettings, ModelUpdateSettings, RegistrySettings):
+    trainer_rated_per_user_per_hour: int = Field(
+        10, ge=0, description="Most reply ratings of one user counted per hour (the rest are ignored: a guard against poisoning)."
+    )
+    trainer_corrections: bool = Field(True, description="Fine-tune the nlu head on agents' intent corrections (through the promotion gate).")
+    trainer_corrections_batch: int = Field(20, ge=1, description="Fine-tune as soon as this many new intent corrections wait.")
+    trainer_corrections_interval_s: float = Field(3600.0, gt=0, description="Also fine-tune on whatever corrections wait, this often.")
+    trainer_corrections_per_user_per_hour: int = Field(
+        5, ge=0, description="Most intent corrections of one user collected per hour (a flood from one account counts this many)."
+    )
+    trainer_fine_tune_epochs: int = Field(8, ge=1, description="Adam epochs over corrections + replayed examples.")
+    trainer_replay_examples: int = Field(600, ge=0, description="Original training examples replayed with the corrections (so old intents stay).")

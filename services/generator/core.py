@@ -9,6 +9,7 @@ import anyio.to_thread
 
 from elmo.contracts.events import Recommended, Reply
 from elmo.dialogue import DialogueStore
+from elmo.reply_bandit import ReplyLearningStore
 from services.generator.grounding import check_reply
 from services.generator.policy import Brand, ComposedReply, VariantChooser, compose_reply, stable_variant
 from services.generator.rephrase import Rephraser
@@ -23,11 +24,14 @@ class ReplyGenerator:
         dialogue: DialogueStore,
         choose_variant: VariantChooser = stable_variant,
         rephraser: Rephraser | None = None,
+        reply_index: ReplyLearningStore | None = None,
     ) -> None:
         self.brand = brand
         self.dialogue = dialogue
         self.choose_variant = choose_variant
         self.rephraser = rephraser
+        # Where each reply's strategy and variant are recorded, so feedback on it can be credited.
+        self.reply_index = reply_index
         self.product_names = [item.name for item in brand.catalog.items]
 
     async def reply_batch(self, events: Sequence[Recommended]) -> list[Reply]:
@@ -56,7 +60,8 @@ class ReplyGenerator:
                     sentiment_score=event.sentiment.score,
                 )
             )
-        await self.dialogue.save_bot_states(bots)
+        index = self.reply_index
+        await self.dialogue.save_bot_states(bots, also=(lambda pipe: index.index_replies(pipe, replies)) if index else None)
         return replies
 
     async def _maybe_rephrase(self, composed: ComposedReply) -> str:

@@ -13,10 +13,11 @@ Both expire after an idle time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis.asyncio as redis
 from pydantic import BaseModel, Field
+from redis.asyncio.client import Pipeline
 
 KEY_PREFIX = "elmo:dialogue:"
 APPLIED_IDS_KEPT = 20
@@ -97,10 +98,13 @@ class DialogueStore:
         values = await self._client.mget([bot_key(c) for c in ids])
         return {c: BotState.model_validate_json(v) if v else BotState() for c, v in zip(ids, values, strict=True)}
 
-    async def save_bot_states(self, states: dict[str, BotState]) -> None:
+    async def save_bot_states(self, states: dict[str, BotState], also: Callable[[Pipeline], None] | None = None) -> None:
+        """Save in one round trip; `also` queues more writes of the same batch on the pipeline."""
         async with self._client.pipeline(transaction=False) as pipe:
             for conversation_id, state in states.items():
                 pipe.set(bot_key(conversation_id), state.model_dump_json(), ex=self.ttl_s)
+            if also is not None:
+                also(pipe)
             await pipe.execute()
 
     async def load(self, conversation_id: str) -> DialogueState:

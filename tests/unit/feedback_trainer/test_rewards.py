@@ -1,0 +1,57 @@
+"""Which reactions reward which reply variant, and which ones the per-user cap applies to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from elmo.contracts.events import Feedback, FeedbackKind, Reply
+from elmo.reply_bandit import ArmCounts, ReplyRecord, Reward, parse_counts
+from services.feedback_trainer.core import reward_for
+
+AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+REPLY = ReplyRecord("r-1", "greet", "greet:2", "greeting", "hello there", "c1", "u1")
+
+
+def feedback(kind: FeedbackKind, **fields) -> Feedback:
+    return Feedback(conversation_id="c1", user_id="u1", channel="web", kind=kind, created_at=AT, event_id="fb-1", reply_event_id="r-1", **fields)
+
+
+def test_a_thumbs_up_is_a_success_and_a_thumbs_down_a_failure_both_capped_per_user():
+    up, down = reward_for(feedback(FeedbackKind.REPLY_RATED, rating=1), REPLY), reward_for(feedback(FeedbackKind.REPLY_RATED, rating=-1), REPLY)
+    assert up == Reward("fb-1", "u1", "greet", "greet:2", True, AT.timestamp(), rate_limited=True)
+    assert down is not None and down.success is False and down.rate_limited
+
+
+@pytest.mark.parametrize("kind", [FeedbackKind.RECOMMENDATION_CLICKED, FeedbackKind.RECOMMENDATION_PURCHASED])
+def test_a_click_or_purchase_from_a_known_reply_is_an_uncapped_success(kind):
+    reward = reward_for(feedback(kind, item_id="phone-1"), REPLY)
+    assert reward is not None and reward.success and not reward.rate_limited and reward.variant == "greet:2"
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "reply"),
+    [
+        (FeedbackKind.REPLY_RATED, {"rating": 1}, None),  # reply not in the index (expired)
+        (FeedbackKind.REPLY_RATED, {}, REPLY),  # no rating
+        (FeedbackKind.RECOMMENDATION_VIEWED, {"item_id": "phone-1"}, REPLY),  # a view says nothing about the wording
+        (FeedbackKind.INTENT_CORRECTED, {"corrected_label": "greeting"}, REPLY),
+        (FeedbackKind.REPLY_RATED, {"rating": 1}, ReplyRecord("r-1", "", "", "", "", "c1", "u1")),  # no variant recorded
+    ],
+)
+def test_other_reactions_reward_nothing(kind, fields, reply):
+    assert reward_for(feedback(kind, **fields), reply) is None
+
+
+def test_the_index_entry_round_trips_a_reply():
+    reply = Reply(conversation_id="c9", user_id="u9", channel="web", text="Hi!", strategy="greet", variant="greet:1",
+                  intent="greeting", in_reply_to_text="hello")  # fmt: skip
+    record = ReplyRecord.of(reply)
+    assert ReplyRecord.from_fields(reply.event_id, record.fields()) == record
+    assert record.fields() == {"strategy": "greet", "variant": "greet:1", "intent": "greeting", "text": "hello", "conversation": "c9", "user": "u9"}
+
+
+def test_counts_are_read_per_variant():
+    fields = {"success:greet:0": "3", "failure:greet:0": "1", "failure:greet:1": "4", "junk": "9"}
+    assert parse_counts(fields) == {"greet:0": ArmCounts(3, 1), "greet:1": ArmCounts(0, 4)}
