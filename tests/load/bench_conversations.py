@@ -61,10 +61,10 @@ class ReplyCollector(threading.Thread):
             self.consumer.position(partition)
         self.arrivals: dict[str, list[float]] = defaultdict(list)
         self.replies: dict[str, dict] = {}
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             for batch in self.consumer.poll(timeout_ms=100).values():
                 now = time.monotonic()
                 for record in batch:
@@ -79,7 +79,7 @@ class ReplyCollector(threading.Thread):
         time.sleep(2.0)  # a doubled reply would arrive right after the first
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.join()
         self.consumer.close()
 
@@ -179,18 +179,18 @@ def main() -> None:
         sent = send(producer, paced, args.rate)
         collector.wait_for(set(sent), timeout_s=120)
         results.append(summarise(f"paced {args.rate:g}/s", sent, kinds, collector))
+        print(json.dumps(results[-1]), flush=True)
 
         burst = [fresh(e, f"{run}b") for e in texts]
         sent = send(producer, burst, None)
         collector.wait_for(set(sent), timeout_s=180)
         results.append(summarise("burst", sent, {e: "text" for e in sent}, collector))
+        print(json.dumps(results[-1]), flush=True)
     finally:
-        producer.close()
-        collector.stop()
         for service in services:
             service.stop()
-    for result in results:
-        print(json.dumps(result))
+        producer.close()
+        collector.stop()
     out = Path(".local/bench/conversations.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
