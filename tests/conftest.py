@@ -33,7 +33,7 @@ def trained_model_store(tmp_path_factory: pytest.TempPathFactory):
     from elmo.models.artifacts import ArtifactStore
     from elmo.models.embeddings import SentenceEmbedder
     from elmo.tools.test_data import fetch_vader_ratings
-    from services.nlu.intent_model import train as train_nlu
+    from elmo.models.intent_model import train as train_nlu
     from services.sentiment.sentiment_model import find_vader_directory
     from services.sentiment.sentiment_model import train as train_sentiment
 

@@ -40,7 +40,7 @@ from elmo.reply_bandit import HOUR_S, Outcome, ReplyRecord
 from elmo.runtime.stage import CoreResult, RejectedInput
 
 # The nlu model's definition (intents, features, training data) is read here, not copied.
-from services.nlu.intent_model import INTENTS, MODEL_KIND, TRAINING_DATA, Example, features, read_examples, training_files
+from elmo.models.intent_model import INTENTS, MODEL_KIND, TRAINING_DATA, Example, features, read_examples, training_files
 
 log = logging.getLogger("elmo.feedback_trainer")
 

@@ -23,7 +23,7 @@ from elmo.runtime.model_updates import KafkaAnnouncer
 from services.feedback_trainer.core import FeedbackLearner, TrainerMetrics
 from services.feedback_trainer.corrections import CorrectionMetrics, CorrectionTrainer, FineTuneConfig, HeadFineTuner
 from services.feedback_trainer.settings import FeedbackTrainerSettings
-from services.nlu.service import held_out_evaluator
+from elmo.models.intent_model import held_out_evaluator
 
 
 def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetrics) -> CorrectionTrainer:

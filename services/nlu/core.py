@@ -12,7 +12,7 @@ from elmo.dialogue import DialogueStore
 from elmo.models.embeddings import vector_to_b64
 from services.nlu.dialogue_turn import resolve_turn
 from services.nlu.entities import extract_entities
-from services.nlu.intent_model import IntentModel
+from elmo.models.intent_model import IntentModel
 
 
 class Understander:

@@ -10,21 +10,14 @@ from elmo.brand.catalog import Catalog, load_catalog
 from elmo.contracts import topics
 from elmo.contracts.events import Utterance
 from elmo.dialogue import DialogueStore
-from elmo.models.artifacts import ArtifactStore, ModelVersion
-from elmo.models.classifier import EmbeddingClassifier
+from elmo.models.artifacts import ArtifactStore
 from elmo.models.embeddings import SentenceEmbedder
+from elmo.models.intent_model import MODEL_KIND, IntentModel, load_intent_model
+from elmo.models.intent_model import held_out_evaluator as intent_held_out_evaluator
 from elmo.models.registry import Evaluator
 from elmo.runtime import ModelSlot, Stage, run_stage
 from services.nlu.core import Understander
-from services.nlu.intent_model import MODEL_KIND, IntentModel, evaluate, read_examples
 from services.nlu.settings import NluSettings
-
-
-def intent_model(version: ModelVersion, embedder: SentenceEmbedder, min_confidence: float) -> IntentModel:
-    trained_with = version.meta.get("embedding_model")
-    if trained_with not in (None, embedder.version):
-        raise ValueError(f"{MODEL_KIND} {version.version} was trained on {trained_with} embeddings, this service has {embedder.version}")
-    return IntentModel(embedder, EmbeddingClassifier.load(version.path), version.version, min_confidence)
 
 
 def build_stage(settings: NluSettings) -> Stage:
@@ -42,7 +35,7 @@ def build_stage(settings: NluSettings) -> Stage:
         if embedder is None:  # the encoder is shared by every head version
             embedder = SentenceEmbedder(threads=settings.model_threads)
         found = ArtifactStore(settings.model_store).get_or_current(MODEL_KIND, version)
-        return intent_model(found, embedder, settings.nlu_min_confidence), found.version
+        return load_intent_model(found, embedder, settings.nlu_min_confidence), found.version
 
     async def understand(events: list[Utterance], model: IntentModel):  # noqa: ANN202
         assert catalog is not None and dialogue is not None, "on_start opens the clients"
@@ -67,16 +60,9 @@ def build_stage(settings: NluSettings) -> Stage:
 
 
 def held_out_evaluator(settings: NluSettings | None = None) -> Evaluator:
-    """The promotion gate's judge: accuracy on the held-out split of intents.jsonl."""
+    """The promotion gate's judge for this service's settings (see `elmo.models.intent_model`)."""
     settings = settings or NluSettings()
-    embedder = SentenceEmbedder(threads=settings.model_threads)
-    held_out = [e for e in read_examples() if e.split == "test"]
-
-    def judge(version: ModelVersion) -> dict[str, float]:
-        report = evaluate(intent_model(version, embedder, settings.nlu_min_confidence), held_out)
-        return {"held_out_accuracy": report.accuracy, "held_out_macro_f1": report.macro_f1}
-
-    return Evaluator("held_out_accuracy", judge, f"nlu held-out split of intents.jsonl ({len(held_out)} utterances)")
+    return intent_held_out_evaluator(settings.model_threads, settings.nlu_min_confidence)
 
 
 def main() -> None:

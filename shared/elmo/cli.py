@@ -285,6 +285,66 @@ def demo(
         _fail(f"{unanswered} turn(s) got no reply")
 
 
+@app.command("simulate")
+def simulate(
+    users: int = typer.Option(20, "--users", min=1, help="Simulated shoppers per arm."),
+    sessions: int = typer.Option(8, "--sessions", min=1, help="Sessions (conversations) per shopper."),
+    turns: int = typer.Option(2, "--turns", min=1, help="Messages per session."),
+    seed: int = typer.Option(7, "--seed", help="Same seed: same shoppers, messages and reactions to the same replies."),
+    learning: str = typer.Option("both", "--learning", help="on: reactions go to elmo.feedback; off: they do not; both: off, then on."),
+    think: float = typer.Option(1.0, "--think", min=0.0, help="Seconds between reacting and the next message."),
+    workers: int = typer.Option(4, "--workers", min=1, help="Shoppers talking at the same time."),
+    probes: int = typer.Option(3, "--probes", min=0, help="Timed purchase and click probes after the arms."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report here."),
+    keep_running: bool = typer.Option(False, "--keep-running", help="Leave a chain this command started running."),
+    ready_timeout: float = typer.Option(180.0, help="Seconds to wait for every service to be ready."),
+) -> None:
+    """Simulated shoppers with hidden tastes talk to the chain and react; does learning help?"""
+    import uuid as uuid_module
+
+    from elmo.brand.catalog import load_catalog
+    from elmo.tools.demo import wait_until_ready
+    from elmo.tools.simulate import SimulationConfig, SimulationReport, describe, probe_click, probe_purchase, run_arm, shoppers, window_rows
+    from elmo.tools.supervisor import SERVICE_HTTP_PORTS, implemented_services
+
+    arms = {"on": [True], "off": [False], "both": [False, True]}.get(learning)
+    if arms is None:
+        _fail("--learning is on, off or both")
+    run_id = uuid_module.uuid4().hex[:6]
+    stack = _stack()
+    supervisor_was_up = _running_pid(_supervisor_pid_file()) is not None
+    if not supervisor_was_up:
+        # A chain of our own counts popularity apart from earlier runs (the arms must not inherit it).
+        os.environ.setdefault("ELMO_INTERACTIONS_KEY_PREFIX", f"elmo-sim-{run_id}:interactions")
+    up(foreground=False, skip_backlog=True)
+    config = SimulationConfig(users=users, sessions=sessions, turns=turns, seed=seed, think_s=think, workers=workers)
+    report = SimulationReport(run_id, {**config.__dict__, "odds": config.odds.__dict__, "learning": learning})
+    try:
+        services = [s for s in implemented_services() if s != "ingest"]
+        not_ready = wait_until_ready({s: SERVICE_HTTP_PORTS[s] for s in services}, ready_timeout, echo=typer.echo)
+        if not_ready:
+            _fail(f"services not ready: {', '.join(not_ready)} (logs in {stack.state_dir / 'logs'})")
+        connections = _connections()
+        catalog = load_catalog()
+        for on in arms:
+            started = time.monotonic()
+            windows = run_arm(connections.kafka_bootstrap_servers, catalog, config, on, run_id, echo=typer.echo)
+            report.arms["on" if on else "off"] = window_rows(windows)
+            typer.echo(f"  {time.monotonic() - started:.0f} s")
+        people = shoppers(catalog, max(probes, 1), seed + 1)
+        for number in range(probes):
+            report.probes.append(probe_purchase(connections.kafka_bootstrap_servers, people[number], run_id, number))
+            report.probes.append(probe_click(connections.kafka_bootstrap_servers, connections.redis_url, people[number], run_id, number))
+    finally:
+        # Stop only the services this command started; Kafka and Redis stay up (others may use them).
+        if not keep_running and not supervisor_was_up:
+            down(keep_infra=True)
+    for line in describe(report):
+        typer.echo(line)
+    if json_out:
+        json_out.write_text(report.to_json())
+
+
 def _skip_backlog() -> None:
     """With the services stopped: move their consumer groups to the end of their input topics."""
     from elmo.contracts.chain import CHAIN
@@ -349,9 +409,9 @@ def train_nlu(
     store: Path | None = STORE_OPTION,
     if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a current model exists."),
 ) -> None:
-    """Train the intent head on services/nlu/training_data/intents.jsonl; print held-out metrics."""
+    """Train the intent head on shared/elmo/models/training_data/intents/intents.jsonl; print held-out metrics."""
     from elmo.models.embeddings import SentenceEmbedder
-    from services.nlu.intent_model import MODEL_KIND, train
+    from elmo.models.intent_model import MODEL_KIND, train
 
     if if_missing and _store(store).current_version(MODEL_KIND):
         typer.echo(f"{MODEL_KIND}: current version {_store(store).current_version(MODEL_KIND)} kept")
@@ -428,7 +488,7 @@ def recommend(
 def eval_nlu(store: Path | None = STORE_OPTION) -> None:
     """Accuracy, macro-F1 and confusion matrix of the current intent model on the held-out split."""
     from elmo.models.embeddings import SentenceEmbedder
-    from services.nlu.intent_model import IntentModel, evaluate, read_examples
+    from elmo.models.intent_model import IntentModel, evaluate, read_examples
     from services.nlu.settings import NluSettings
 
     model = IntentModel.load(_store(store), SentenceEmbedder(), NluSettings().nlu_min_confidence)
@@ -459,7 +519,7 @@ def nlu(
     from elmo.brand.catalog import load_catalog
     from elmo.models.embeddings import SentenceEmbedder
     from services.nlu.entities import extract_entities
-    from services.nlu.intent_model import IntentModel
+    from elmo.models.intent_model import IntentModel
     from services.nlu.settings import NluSettings
 
     rows = _text_rows(text, file)

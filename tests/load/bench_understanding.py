@@ -6,7 +6,7 @@ store that already has both. Then each variant runs against its own fresh servic
 (`python -m services.nlu` / `python -m services.sentiment`, own consumer group and HTTP port,
 `ELMO_LOG_LEVEL=WARNING`, every other setting at its default or as set in the environment):
 
-  nlu                   Utterance events (texts from services/nlu/training_data/intents.jsonl)
+  nlu                   Utterance events (texts from shared/elmo/models/training_data/intents/intents.jsonl)
                         on elmo.utterances -> elmo.understandings;
   sentiment-reused      Understanding events carrying nlu's embedding (`embedding_b64` from the same
                         MiniLM), so the service reuses it: elmo.understandings -> elmo.sentiments;
@@ -349,7 +349,7 @@ def build_understandings(model_store: Path, texts: list[str]) -> tuple[dict[str,
     from elmo.models.artifacts import ArtifactStore
     from elmo.models.embeddings import SentenceEmbedder, vector_to_b64
     from services.nlu.entities import extract_entities
-    from services.nlu.intent_model import IntentModel
+    from elmo.models.intent_model import IntentModel
 
     embedder = SentenceEmbedder()
     model = IntentModel.load(ArtifactStore(model_store), embedder, min_confidence=0.3)
@@ -374,7 +374,7 @@ def train_models(model_store: Path) -> dict:
     from elmo.models.artifacts import ArtifactStore
     from elmo.models.embeddings import SentenceEmbedder
     from elmo.tools.test_data import fetch_vader_ratings
-    from services.nlu.intent_model import train as train_nlu
+    from elmo.models.intent_model import train as train_nlu
     from services.sentiment.sentiment_model import find_vader_directory
     from services.sentiment.sentiment_model import train as train_sentiment
 

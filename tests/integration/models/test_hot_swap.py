@@ -32,7 +32,7 @@ from elmo.models.classifier import EmbeddingClassifier, HeadConfig
 from elmo.models.embeddings import SentenceEmbedder
 from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.topic_admin import create_topics
-from services.nlu.intent_model import INTENTS, MODEL_KIND, features, read_examples, train
+from elmo.models.intent_model import INTENTS, MODEL_KIND, features, read_examples, train
 from tests.integration.kafka_io import REPO_ROOT, ServiceProcess, end_offsets, start_group_at_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

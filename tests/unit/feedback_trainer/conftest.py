@@ -8,8 +8,8 @@ import pytest
 
 from elmo.models.artifacts import ArtifactStore
 from elmo.models.embeddings import SentenceEmbedder
-from services.nlu.intent_model import MODEL_KIND
-from services.nlu.intent_model import train as train_nlu
+from elmo.models.intent_model import MODEL_KIND
+from elmo.models.intent_model import train as train_nlu
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

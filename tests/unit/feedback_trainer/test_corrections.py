@@ -14,8 +14,8 @@ from elmo.models.registry import ModelRegistry
 from elmo.reply_bandit import ReplyRecord
 from elmo.runtime.stage import RejectedInput
 from services.feedback_trainer.corrections import Correction, HeadFineTuner, correction_from
-from services.nlu.intent_model import INTENTS, MODEL_KIND, read_examples
-from services.nlu.service import held_out_evaluator, intent_model
+from elmo.models.intent_model import INTENTS, MODEL_KIND, held_out_evaluator, read_examples
+from elmo.models.intent_model import load_intent_model as intent_model
 
 # A product the training data has never seen; the brand wants "zorblax" messages read as purchases.
 ZORBLAX = [

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 SERVICES = Path(__file__).resolve().parents[3] / "services"
-INTENTS_FILE = SERVICES / "nlu" / "training_data" / "intents.jsonl"
+INTENTS_DIR = Path(__file__).resolve().parents[3] / "shared" / "elmo" / "models" / "training_data" / "intents"
+INTENTS_FILE = INTENTS_DIR / "intents.jsonl"
 SENTIMENT_FILE = SERVICES / "sentiment" / "training_data" / "brand_examples.jsonl"
 INTENTS = {
     "greeting", "goodbye", "thanks", "product_inquiry", "price_inquiry", "purchase", "recommendation_request",
@@ -94,7 +95,7 @@ def test_sentiment_texts_are_distinct(sentiment_rows):
     assert_distinct(sentiment_rows)
 
 
-MORE_INTENTS_FILE = SERVICES / "nlu" / "training_data" / "intents_more.jsonl"
+MORE_INTENTS_FILE = INTENTS_DIR / "intents_more.jsonl"
 
 
 def test_the_extra_intent_rows_are_train_only_and_never_repeat_a_held_out_row(intent_rows):

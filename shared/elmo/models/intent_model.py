@@ -25,6 +25,7 @@ from elmo.models.artifacts import ArtifactStore, ModelVersion
 from elmo.models.classifier import EmbeddingClassifier, HeadConfig
 from elmo.models.embeddings import SentenceEmbedder
 from elmo.models.evaluation import ClassificationReport, classification_report
+from elmo.models.registry import Evaluator
 from elmo.models.text_features import char_ngram_features
 
 MODEL_KIND = "nlu-intent"
@@ -34,7 +35,7 @@ INTENTS = (
     "human_handoff", "inform", "affirm", "deny", "out_of_scope",
 )  # fmt: skip
 OUT_OF_SCOPE = "out_of_scope"
-TRAINING_DATA = Path(__file__).parent / "training_data" / "intents.jsonl"
+TRAINING_DATA = Path(__file__).parent / "training_data" / "intents" / "intents.jsonl"
 # Extra train-only examples, used with the default TRAINING_DATA; never part of the held-out split.
 TRAIN_ONLY_DATA = (TRAINING_DATA.parent / "intents_more.jsonl",)
 VALIDATION_SHARE = 0.15
@@ -166,3 +167,23 @@ def train(
         make_current=make_current,
     )
     return version, report
+
+
+def load_intent_model(version: ModelVersion, embedder: SentenceEmbedder, min_confidence: float) -> IntentModel:
+    """The head of `version` on `embedder`; refuses a head trained on another embedding model."""
+    trained_with = version.meta.get("embedding_model")
+    if trained_with not in (None, embedder.version):
+        raise ValueError(f"{MODEL_KIND} {version.version} was trained on {trained_with} embeddings, this one has {embedder.version}")
+    return IntentModel(embedder, EmbeddingClassifier.load(version.path), version.version, min_confidence)
+
+
+def held_out_evaluator(threads: int = 2, min_confidence: float = 0.3) -> Evaluator:
+    """The promotion gate's judge: accuracy on the held-out split of intents.jsonl."""
+    embedder = SentenceEmbedder(threads=threads)
+    held_out = [e for e in read_examples() if e.split == "test"]
+
+    def judge(version: ModelVersion) -> dict[str, float]:
+        report = evaluate(load_intent_model(version, embedder, min_confidence), held_out)
+        return {"held_out_accuracy": report.accuracy, "held_out_macro_f1": report.macro_f1}
+
+    return Evaluator("held_out_accuracy", judge, f"nlu held-out split of intents.jsonl ({len(held_out)} utterances)")
