@@ -10,7 +10,7 @@ import anyio.to_thread
 from elmo.contracts.events import Recommended, Reply
 from elmo.dialogue import DialogueStore
 from elmo.reply_bandit import ReplyLearningStore
-from services.generator.grounding import check_reply
+from services.generator.grounding import check_rephrasing
 from services.generator.policy import Brand, ComposedReply, VariantChooser, compose_reply, stable_variant
 from services.generator.rephrase import Rephraser
 
@@ -69,7 +69,9 @@ class ReplyGenerator:
             # Lists of links and handoffs stay exactly as written.
             return composed.text
         candidate = await anyio.to_thread.run_sync(self.rephraser.rephrase, composed.text)
-        report = check_reply(candidate, composed.grounding, self.product_names, self.brand.profile.banned_phrases)
+        report = check_rephrasing(
+            candidate, composed.text, composed.grounding, self.product_names, self.brand.profile.banned_phrases
+        )
         if candidate and report.ok:
             self.rephraser.accepted()
             return candidate

@@ -22,10 +22,15 @@ class GroundingReport:
     ungrounded_urls: list[str] = field(default_factory=list)
     unknown_products: list[str] = field(default_factory=list)
     banned_phrases: list[str] = field(default_factory=list)
+    dropped_facts: list[str] = field(default_factory=list)  # only checked for rephrasings
+    too_long: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.ungrounded_numbers or self.ungrounded_urls or self.unknown_products or self.banned_phrases)
+        return not (
+            self.ungrounded_numbers or self.ungrounded_urls or self.unknown_products or self.banned_phrases
+            or self.dropped_facts or self.too_long
+        )
 
     def reasons(self) -> list[str]:
         return [
@@ -33,6 +38,8 @@ class GroundingReport:
             *(f"link {u!r} is in no fact" for u in self.ungrounded_urls),
             *(f"product {p!r} is in no fact" for p in self.unknown_products),
             *(f"banned phrase {b!r}" for b in self.banned_phrases),
+            *(f"dropped {d!r} from the template" for d in self.dropped_facts),
+            *(["much longer than the template"] if self.too_long else []),
         ]
 
 
@@ -76,3 +83,37 @@ def check_reply(
 
 def _mentions(text: str, phrase: str) -> bool:
     return re.search(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", text) is not None
+
+
+# A rephrasing must stay a reply from the brand: no talk about being a model, nothing longer than
+# the template warrants, every fact of the template kept, amounts in the template's currency.
+MODEL_TALK = ("as an ai", "an ai", "language model", "customer-service ai", "i'm not able to", "i am not able to")
+CURRENCY_AMOUNT_RE = re.compile(r"[€$£¥]\s?\d+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s?(?:EUR|USD|GBP|euros?|dollars?|pounds?)\b", re.IGNORECASE)
+
+
+def check_rephrasing(
+    candidate: str,
+    template: str,
+    facts: Sequence[GroundingFact],
+    product_names: Iterable[str] = (),
+    banned_phrases: Iterable[str] = (),
+) -> GroundingReport:
+    """`check_reply` plus what a rewrite of `template` must keep: its facts, currency and size."""
+    report = check_reply(candidate, facts, product_names, banned_phrases)
+    lowered = candidate.lower()
+    report.banned_phrases += [p for p in MODEL_TALK if _mentions(lowered, p)]
+    template_prose = URL_RE.sub(" ", template)
+    for number in NUMBER_RE.findall(template_prose):
+        if _canonical_number(number) not in {_canonical_number(n) for n in NUMBER_RE.findall(URL_RE.sub(" ", candidate))}:
+            report.dropped_facts.append(number)
+    for name in product_names:
+        if _mentions(template_prose.lower(), name.lower()) and not _mentions(lowered, name.lower()):
+            report.dropped_facts.append(name)
+    for url in URL_RE.findall(template):
+        if url not in candidate:
+            report.dropped_facts.append(url)
+    fact_amounts = {re.sub(r"\s", "", a) for a in CURRENCY_AMOUNT_RE.findall("\n".join(f.fact for f in facts))}
+    report.ungrounded_numbers += [a for a in CURRENCY_AMOUNT_RE.findall(candidate) if re.sub(r"\s", "", a) not in fact_amounts]
+    if len(candidate) > 1.5 * len(template) + 40:
+        report.too_long = True
+    return report
