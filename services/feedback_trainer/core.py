@@ -13,7 +13,7 @@ registry, from the corrections trainer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
@@ -65,15 +65,20 @@ class FeedbackLearner:
         rated_per_user_per_hour: int,
         corrections: CorrectionsSink | None = None,
         metrics: TrainerMetrics | None = None,
+        on_interactions: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_interactions` hears how many new interactions each batch recorded (the ALS refit trigger)."""
         self.interactions = interactions
+        self.on_interactions = on_interactions
         self.learning = learning
         self.rated_per_user_per_hour = rated_per_user_per_hour
         self.corrections = corrections
         self.metrics = metrics or TrainerMetrics()
 
     async def learn(self, events: Sequence[Feedback]) -> list[CoreResult]:
-        await self.interactions.record_many([i for i in map(interaction_from_feedback, events) if i is not None])
+        recorded = await self.interactions.record_many([i for i in map(interaction_from_feedback, events) if i is not None])
+        if self.on_interactions is not None and recorded:
+            self.on_interactions(recorded)
         about_replies = [e for e in events if e.kind in REPLY_KINDS and e.reply_event_id]
         replies = await self.learning.replies(e.reply_event_id for e in about_replies)  # type: ignore[misc]
         await self._reward(about_replies, replies)

@@ -22,6 +22,7 @@ from elmo.runtime import Stage, run_stage
 from elmo.runtime.model_updates import KafkaAnnouncer
 from services.feedback_trainer.core import FeedbackLearner, TrainerMetrics
 from services.feedback_trainer.corrections import CorrectionMetrics, CorrectionTrainer, FineTuneConfig, HeadFineTuner
+from services.feedback_trainer.refit import RefitMetrics, Refitter, RefitTrigger, refit_from_log
 from services.feedback_trainer.settings import FeedbackTrainerSettings
 from elmo.models.intent_model import held_out_evaluator
 
@@ -46,14 +47,29 @@ def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetr
     )
 
 
+def build_refitter(settings: FeedbackTrainerSettings, metrics: RefitMetrics) -> Refitter:
+    registry = ModelRegistry(
+        ArtifactStore(settings.model_store),
+        KafkaAnnouncer(settings.kafka_bootstrap_servers, settings.model_updates_topic),
+        settings.promotion_tolerance,
+    )
+    refit = refit_from_log(registry, settings.kafka_bootstrap_servers, settings.trainer_refit_seed, topics.FEEDBACK.name)
+    return Refitter(refit, RefitTrigger(settings.trainer_refit_after, settings.trainer_refit_interval_s), metrics)
+
+
 def build_stage(settings: FeedbackTrainerSettings) -> Stage:
     learner: FeedbackLearner | None = None
     timer: asyncio.Task | None = None
-    metrics, correction_metrics = TrainerMetrics(), CorrectionMetrics()
+    refitter: Refitter | None = None
+    refit_timer: asyncio.Task | None = None
+    metrics, correction_metrics, refit_metrics = TrainerMetrics(), CorrectionMetrics(), RefitMetrics()
 
     async def open_stores() -> None:
-        nonlocal learner, timer
+        nonlocal learner, timer, refitter, refit_timer
         corrections = None
+        if settings.trainer_refit:
+            refitter = build_refitter(settings, refit_metrics)
+            refit_timer = asyncio.get_running_loop().create_task(refitter.run_timer())
         if settings.trainer_corrections:
             corrections = await anyio.to_thread.run_sync(build_corrections, settings, correction_metrics)
             timer = asyncio.get_running_loop().create_task(corrections.run_timer(settings.trainer_corrections_interval_s))
@@ -63,6 +79,7 @@ def build_stage(settings: FeedbackTrainerSettings) -> Stage:
             settings.trainer_rated_per_user_per_hour,
             corrections=corrections,
             metrics=metrics,
+            on_interactions=refitter.record if refitter is not None else None,
         )
 
     async def learn(events: Sequence[Feedback]):  # noqa: ANN202
@@ -72,6 +89,10 @@ def build_stage(settings: FeedbackTrainerSettings) -> Stage:
     async def close() -> None:
         if timer is not None:
             timer.cancel()
+        if refit_timer is not None:
+            refit_timer.cancel()
+        if refitter is not None:
+            await refitter.close()
         if learner is not None:
             if isinstance(learner.corrections, CorrectionTrainer):
                 await learner.corrections.close()
@@ -81,6 +102,7 @@ def build_stage(settings: FeedbackTrainerSettings) -> Stage:
     def register_metrics(registry: CollectorRegistry) -> None:
         metrics.register(registry)
         correction_metrics.register(registry)
+        refit_metrics.register(registry)
 
     return Stage(
         name="feedback-trainer",
@@ -91,7 +113,7 @@ def build_stage(settings: FeedbackTrainerSettings) -> Stage:
         on_start=open_stores,
         on_stop=close,
         register_metrics=register_metrics,
-        description="Interactions for the recommender, rewards for the reply bandit, corrections for the nlu head.",
+        description="Interactions for the recommender (and ALS refits from the log), rewards for the reply bandit, corrections for the nlu head.",
     )
 
 

@@ -23,3 +23,7 @@ class FeedbackTrainerSettings(RuntimeSettings, InteractionSettings, ReplyLearnin
     )
     trainer_fine_tune_epochs: int = Field(8, ge=1, description="Adam epochs over corrections + replayed examples.")
     trainer_replay_examples: int = Field(600, ge=0, description="Original training examples replayed with the corrections (so old intents stay).")
+    trainer_refit: bool = Field(True, description="Refit the recommender's ALS model from the feedback log (through the promotion gate).")
+    trainer_refit_after: int = Field(500, ge=1, description="Refit as soon as this many new interactions (views, clicks, purchases) arrived.")
+    trainer_refit_interval_s: float = Field(3600.0, gt=0, description="Also refit this often if any arrived (and once, this long after start).")
+    trainer_refit_seed: int = Field(13, description="Seed of the ALS refit: the same log and seed give the same version.")

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from elmo.interactions import UserHistory
+from elmo.interactions import Interaction, InteractionKind, UserHistory
 from elmo.models.artifacts import ArtifactStore, ModelVersion
+from elmo.models.registry import Evaluator
 
 MODEL_KIND = "recommender-als"
 ARTEFACT_FILE = "als.npz"
@@ -57,6 +58,9 @@ class InteractionLog:
     weights: np.ndarray  # float32
     times: np.ndarray  # float64 epoch seconds (purchases: when bought)
     purchases: np.ndarray  # bool
+    # Optional order of purchases with equal times (a log replayed from Kafka: offset order);
+    # without it, ties are broken by item index.
+    sequence: np.ndarray | None = None  # int64
 
     @classmethod
     def from_histories(cls, histories: Mapping[str, UserHistory], item_ids: Sequence[str] | None = None) -> InteractionLog:
@@ -96,8 +100,9 @@ class InteractionLog:
 
     def select(self, keep: np.ndarray) -> InteractionLog:
         return InteractionLog(
-            self.user_ids, self.item_ids, self.users[keep], self.items[keep], self.weights[keep], self.times[keep], self.purchases[keep]
-        )
+            self.user_ids, self.item_ids, self.users[keep], self.items[keep], self.weights[keep], self.times[keep], self.purchases[keep],
+            None if self.sequence is None else self.sequence[keep],
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,8 @@ def hold_out_last_purchase(log: InteractionLog, min_purchases: int = 2) -> HeldO
     (not merely recalled from a view)."""
     bought = np.flatnonzero(log.purchases)
     # Latest purchase per user: sort by (user, time, item) and keep each user's last row.
-    order = bought[np.lexsort((log.items[bought], log.times[bought], log.users[bought]))]
+    tiebreak = log.items[bought] if log.sequence is None else log.sequence[bought]
+    order = bought[np.lexsort((log.items[bought], tiebreak, log.times[bought], log.users[bought]))]
     users_sorted = log.users[order]
     last = np.flatnonzero(np.r_[users_sorted[1:] != users_sorted[:-1], True])
     distinct = {}
@@ -244,7 +250,10 @@ class AlsModel:
 
     @classmethod
     def load(cls, store: ArtifactStore, version: str | None = None) -> AlsModel:
-        found = store.get(MODEL_KIND, version) if version else store.current(MODEL_KIND)
+        return cls.from_version(store.get(MODEL_KIND, version) if version else store.current(MODEL_KIND))
+
+    @classmethod
+    def from_version(cls, found: ModelVersion) -> AlsModel:
         with np.load(found.path / ARTEFACT_FILE, allow_pickle=False) as files:
             arrays = {name: files[name] for name in files.files}
         return cls(
@@ -331,3 +340,112 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with archive.open(info, "w", force_zip64=True) as handle:
                 np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+
+
+# --- a log replayed from elmo.feedback ----------------------------------------------------------
+
+NO_PURCHASE = (0.0, -1, -1)
+
+
+@dataclass
+class FeedbackCells:
+    """Interactions folded into (user, item) cells: summed weight, and the last purchase as
+    (time, partition, offset), so equal times are ordered by the log. Cells are order-free sums
+    and maxima: the same events give the same cells whichever order (or checkpoint) they come in."""
+
+    weights: dict[tuple[str, str], float] = field(default_factory=dict)
+    last_purchase: dict[tuple[str, str], tuple[float, int, int]] = field(default_factory=dict)
+
+    def add(self, interaction: Interaction, partition: int, offset: int) -> None:
+        cell = (interaction.user_id, interaction.item_id)
+        self.weights[cell] = self.weights.get(cell, 0.0) + interaction.weight
+        if interaction.kind is InteractionKind.PURCHASE:
+            key = (interaction.at.timestamp(), partition, offset)
+            self.last_purchase[cell] = max(self.last_purchase.get(cell, key), key)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def to_log(self, item_ids: Sequence[str]) -> InteractionLog:
+        """Users sorted, one row per cell in (user, item) order; items outside `item_ids` dropped."""
+        column = {item: position for position, item in enumerate(item_ids)}
+        cells = sorted(cell for cell in self.weights if cell[1] in column)
+        user_ids = sorted({user for user, _ in cells})
+        row = {user: position for position, user in enumerate(user_ids)}
+        # Rank of each purchase in log order (time, partition, offset): the hold-out's tiebreak.
+        rank = {cell: position for position, cell in enumerate(sorted(self.last_purchase, key=self.last_purchase.__getitem__))}
+        return InteractionLog(
+            user_ids,
+            list(item_ids),
+            np.array([row[u] for u, _ in cells], dtype=np.int32),
+            np.array([column[i] for _, i in cells], dtype=np.int32),
+            np.array([self.weights[c] for c in cells], dtype=np.float32),
+            np.array([self.last_purchase.get(c, NO_PURCHASE)[0] for c in cells], dtype=np.float64),
+            np.array([c in self.last_purchase for c in cells], dtype=bool),
+            np.array([rank.get(c, -1) for c in cells], dtype=np.int64),
+        )
+
+    def write(self, path: Path) -> None:
+        cells = sorted(self.weights)
+        purchase = [self.last_purchase.get(c, NO_PURCHASE) for c in cells]
+        write_npz(
+            path,
+            users=np.array([u for u, _ in cells], dtype=str),
+            items=np.array([i for _, i in cells], dtype=str),
+            weights=np.array([self.weights[c] for c in cells], dtype=np.float64),
+            purchase_times=np.array([p[0] for p in purchase], dtype=np.float64),
+            purchase_partitions=np.array([p[1] for p in purchase], dtype=np.int64),
+            purchase_offsets=np.array([p[2] for p in purchase], dtype=np.int64),
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> FeedbackCells:
+        with np.load(path, allow_pickle=False) as files:
+            a = {name: files[name] for name in files.files}
+        cells = cls()
+        for n, (user, item) in enumerate(zip(a["users"].tolist(), a["items"].tolist(), strict=True)):
+            cells.weights[(user, item)] = float(a["weights"][n])
+            if a["purchase_offsets"][n] >= 0:
+                cells.last_purchase[(user, item)] = (float(a["purchase_times"][n]), int(a["purchase_partitions"][n]), int(a["purchase_offsets"][n]))
+        return cells
+
+
+@dataclass(frozen=True)
+class HeldOutPurchases:
+    """The gate's held-out set: for each user with 2+ purchased items, the last one to predict from
+    the rest of their interactions. Any stored version is scored on it the way it serves (the
+    user's factors solved from their interactions, `AlsModel.user_vector`), so a candidate and the
+    current version are judged on the same users whatever users each was fitted on."""
+
+    histories: tuple[dict[str, float], ...]
+    targets: tuple[str, ...]
+
+    @classmethod
+    def of(cls, log: InteractionLog) -> HeldOutPurchases:
+        held = hold_out_last_purchase(log)
+        train = held.train.matrix()
+        histories = []
+        for user in held.users:
+            start, end = train.indptr[user], train.indptr[user + 1]
+            histories.append({log.item_ids[i]: float(w) for i, w in zip(train.indices[start:end], train.data[start:end], strict=True)})
+        return cls(tuple(histories), tuple(log.item_ids[i] for i in held.items))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def hit_rate(self, model: AlsModel, k: int = 10) -> float:
+        hits = 0
+        for weights, target in zip(self.histories, self.targets, strict=True):
+            vector, row = model.user_vector(weights), model.item_row.get(target)
+            if vector is None or row is None:
+                continue
+            scores = model.item_factors @ vector
+            scores[[model.item_row[i] for i in weights if i in model.item_row]] = -np.inf
+            hits += int(row in np.argpartition(-scores, kth=min(k, scores.size - 1))[:k])
+        return hits / max(len(self), 1)
+
+    def evaluator(self, k: int = 10) -> Evaluator:
+        def evaluate(found: ModelVersion) -> dict[str, float]:
+            return {f"hit_rate_at_{k}": self.hit_rate(AlsModel.from_version(found), k), "held_out_users": float(len(self))}
+
+        return Evaluator(f"hit_rate_at_{k}", evaluate, f"last purchase of {len(self)} users of the replayed feedback log")

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from elmo.brand.catalog import Catalog, load_catalog
+from elmo.contracts import topics
 from elmo.contracts.events import Channel, DialogueContext, Entity, Intent, Sentiment, SentimentScored
-from elmo.interactions import InteractionStore
+from elmo.interactions import InteractionStore, interaction_from_feedback
 from elmo.models.artifacts import ArtifactStore, ModelVersion
+from elmo.models.registry import Decision, ModelRegistry
 from elmo.models.embeddings import SentenceEmbedder
-from services.recommender.als_model import AlsParams, Evaluation, InteractionLog, fit_and_evaluate
+from elmo.tools.feedback_log import read_feedback
+from services.recommender.als_model import (
+    MODEL_KIND,
+    AlsModel,
+    AlsParams,
+    Evaluation,
+    FeedbackCells,
+    HeldOutPurchases,
+    InteractionLog,
+    fit_and_evaluate,
+)
 from services.recommender.core import RecommendationRequest
 from services.recommender.service import build_recommender
 from services.recommender.settings import RecommenderSettings
@@ -105,3 +122,184 @@ def recommend_text(
         {"model": recommender.version, **recommendation.model_dump(exclude={"tracking_id"})}
         for recommendation in recommender.recommend(request)
     ]
+
+
+# --- refitting from the feedback log ------------------------------------------------------------
+
+CHECKPOINT_FILE = "checkpoint.json"
+CHECKPOINT_CELLS_FILE = "checkpoint-cells.npz"
+REPLAY_LOCK_FILE = ".replay.lock"
+
+
+class RefitInProgress(RuntimeError):
+    """Another replay (this process or another) holds the kind's replay lock."""
+
+
+@dataclass
+class ReplayReport:
+    version: str
+    decision: Decision
+    training_data: dict[str, Any]
+    events: int  # feedback records read
+    interactions: int  # views, clicks and purchases among them (after the users prefix)
+    cells: int  # (user, item) cells fitted on
+    users: int
+    read_seconds: float
+    fit_seconds: float
+    gate_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "promoted": self.decision.promoted,
+            "reason": self.decision.reason,
+            "candidate_metrics": self.decision.candidate_metrics,
+            "current_metrics": self.decision.current_metrics,
+            "training_data": self.training_data,
+            "events": self.events,
+            "interactions": self.interactions,
+            "cells": self.cells,
+            "users": self.users,
+            "read_seconds": self.read_seconds,
+            "fit_seconds": self.fit_seconds,
+            "gate_seconds": self.gate_seconds,
+        }
+
+
+def checkpoint_path(store: ArtifactStore) -> Path:
+    return store.root / MODEL_KIND / CHECKPOINT_FILE
+
+
+def read_checkpoint(store: ArtifactStore) -> dict[str, Any] | None:
+    path = checkpoint_path(store)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _write_checkpoint(store: ArtifactStore, checkpoint: dict[str, Any], cells: FeedbackCells) -> None:
+    # Cells first, then the offsets that describe them, each by rename: a crash leaves the old pair
+    # or new cells with old offsets; the checkpoint names its cells file's digest to tell which.
+    directory = store.root / MODEL_KIND
+    directory.mkdir(parents=True, exist_ok=True)
+    staged = directory / f".{CHECKPOINT_CELLS_FILE}.tmp"
+    cells.write(staged)
+    digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+    staged.rename(directory / CHECKPOINT_CELLS_FILE)
+    staged_json = directory / f".{CHECKPOINT_FILE}.tmp"
+    staged_json.write_text(json.dumps({**checkpoint, "cells_sha256": digest}, indent=2, sort_keys=True))
+    staged_json.rename(directory / CHECKPOINT_FILE)
+
+
+def _resume(store: ArtifactStore, topic: str, users_prefix: str | None) -> tuple[dict[str, Any], FeedbackCells]:
+    checkpoint = read_checkpoint(store)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no replay checkpoint at {checkpoint_path(store)}: replay from earliest or a time first")
+    if checkpoint["topic"] != topic or checkpoint.get("users_prefix") != users_prefix:
+        raise ValueError(f"checkpoint is of {checkpoint['topic']} users {checkpoint.get('users_prefix')!r}, not {topic} {users_prefix!r}")
+    cells_file = store.root / MODEL_KIND / CHECKPOINT_CELLS_FILE
+    if hashlib.sha256(cells_file.read_bytes()).hexdigest() != checkpoint["cells_sha256"]:
+        raise ValueError(f"{cells_file} does not match {checkpoint_path(store)} (interrupted write): replay from earliest")
+    return checkpoint, FeedbackCells.read(cells_file)
+
+
+@contextmanager
+def _replay_lock(store: ArtifactStore) -> Iterator[None]:
+    """One replay per model store at a time, across threads and processes (flock per open file)."""
+    directory = store.root / MODEL_KIND
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / REPLAY_LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise RefitInProgress(f"a replay of {MODEL_KIND} is already running on {store.root}") from error
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def replay_and_train(
+    registry: ModelRegistry,
+    bootstrap_servers: str,
+    start: str | datetime = "earliest",
+    seed: int = 13,
+    *,
+    topic: str = topics.FEEDBACK.name,
+    users_prefix: str | None = None,
+    end: Mapping[int, int] | None = None,
+    force: bool = False,
+    threads: int = 1,
+    item_ids: Sequence[str] | None = None,
+    write_checkpoint: bool = True,
+) -> ReplayReport:
+    """Replay elmo.feedback from `start` ("earliest", "checkpoint" or a time) to the end offsets of
+    now (or `end`), fit ALS with `seed`, register the version and put it through the gate
+    (hit-rate@10 on each user's held-out last purchase; `force` promotes without it).
+
+    Same records, users prefix and seed: same cells, same factors, same content-hash version.
+    From a checkpoint, the cells saved by the last replay are extended with what came after it,
+    so the result equals a replay of the whole range (while the topic still held it).
+    """
+    store = registry.store
+    with _replay_lock(store):
+        started = time.perf_counter()
+        if start == "checkpoint":
+            checkpoint, cells = _resume(store, topic, users_prefix)
+            origin = checkpoint["from"]
+            first = {int(p): r[0] for p, r in checkpoint["offsets"].items()}
+            records, covered = read_feedback(bootstrap_servers, {int(p): r[1] for p, r in checkpoint["offsets"].items()}, topic, end)
+        else:
+            cells, origin, first = FeedbackCells(), start if isinstance(start, str) else start.isoformat(), {}
+            records, covered = read_feedback(bootstrap_servers, start, topic, end)
+        seen: set[str] = set()  # a record produced twice (a producer retry) counts once
+        interactions = 0
+        for record in records:
+            interaction = interaction_from_feedback(record.event)
+            if interaction is None or record.event.event_id in seen:
+                continue
+            if users_prefix is not None and not interaction.user_id.startswith(users_prefix):
+                continue
+            seen.add(record.event.event_id)
+            cells.add(interaction, record.partition, record.offset)
+            interactions += 1
+        items = sorted(item_ids) if item_ids is not None else sorted(item.id for item in load_catalog().items)
+        log = cells.to_log(items)
+        read_seconds = time.perf_counter() - started
+        if len(log) == 0:
+            raise ValueError(f"no interactions with catalog items in {topic} {covered.as_dict()} (users prefix {users_prefix!r})")
+
+        started = time.perf_counter()
+        params = AlsParams(seed=seed)
+        model = AlsModel.fit(log, params, threads)
+        fit_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        offsets = {str(p): [first.get(p, s), e] for p, (s, e) in sorted(covered.offsets.items())}
+        training_data = {
+            "topic": topic,
+            "from": origin,
+            "offsets": offsets,
+            "read": covered.as_dict(),
+            "users_prefix": users_prefix,
+            "seed": seed,
+            "undecodable": covered.undecodable,
+        }
+        record = registry.register(
+            MODEL_KIND,
+            model.write_files,
+            training_data,
+            {"cells": len(log), "users": len(log.user_ids), "fit_seconds": round(fit_seconds, 2)},
+            hyper_parameters=asdict(params),
+            items=len(log.item_ids),
+            users=len(log.user_ids),
+        )
+        if force:
+            decision = registry.promote(MODEL_KIND, record.version)
+        else:
+            decision = registry.promote_if_better(MODEL_KIND, record.version, HeldOutPurchases.of(log).evaluator())
+        gate_seconds = time.perf_counter() - started
+        if write_checkpoint:
+            _write_checkpoint(store, {"topic": topic, "from": origin, "offsets": offsets, "users_prefix": users_prefix}, cells)
+    return ReplayReport(
+        record.version, decision, training_data, covered.records, interactions, len(log), len(log.user_ids),
+        round(read_seconds, 3), round(fit_seconds, 3), round(gate_seconds, 3),
+    )  # fmt: skip

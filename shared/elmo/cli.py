@@ -451,11 +451,43 @@ def train_recommender(
     users: int = typer.Option(5000, help="Simulated users (with --from simulated)."),
     store: Path | None = STORE_OPTION,
     if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a current model exists."),
+    replay_from: str | None = typer.Option(
+        None, "--replay-from", help="Fit on elmo.feedback instead: earliest, checkpoint (after the last replay) or an ISO time.",
+    ),
+    users_prefix: str | None = typer.Option(None, "--users-prefix", help="With --replay-from: only users whose id starts with this."),
+    topic: str = typer.Option("elmo.feedback", "--topic", help="With --replay-from: the feedback topic to read."),
+    force: bool = typer.Option(False, "--force", help="With --replay-from: promote without the gate."),
+    no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="With --replay-from: do not write the replay checkpoint."),
 ) -> None:
-    """Fit ALS on interactions; print hit-rate@10 (held-out last purchases) of ALS and of popularity."""
+    """Fit ALS on interactions; print hit-rate@10 (held-out last purchases) of ALS and of popularity.
+
+    With --replay-from: read the feedback topic up to its end offsets now, fit, register the version
+    and put it through the gate (exit code 1 when rejected).
+    """
     from services.recommender.als_model import MODEL_KIND
     from services.recommender.commands import train
 
+    if replay_from is not None:
+        from elmo.tools.feedback_log import parse_start
+        from services.recommender.commands import replay_and_train
+
+        try:
+            start = replay_from if replay_from == "checkpoint" else parse_start(replay_from)
+        except ValueError as error:
+            _fail(str(error))
+        registry = _registry(store)
+        try:
+            report = replay_and_train(
+                registry, _connections().kafka_bootstrap_servers, start, seed, topic=topic, users_prefix=users_prefix,
+                force=force, write_checkpoint=not no_checkpoint,
+            )  # fmt: skip
+        except (FileNotFoundError, LookupError, TimeoutError, ValueError, RuntimeError) as error:
+            _fail(str(error))
+        typer.echo(json.dumps(report.as_dict(), default=str))
+        if not report.decision.promoted:
+            typer.secho(f"rejected: {report.decision.reason}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        return
     if source not in ("simulated", "redis"):
         _fail("--from is simulated or redis")
     if if_missing and _store(store).current_version(MODEL_KIND):
