@@ -26,7 +26,6 @@ from tests.integration.kafka_io import ServiceProcess, consume, produce, start_g
 from tests.unit.feedback_trainer.test_corrections import TARGET, ZORBLAX
 
 pytestmark = pytest.mark.integration
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_a_flood_of_corrections_from_one_user_counts_at_most_the_cap(connections: ConnectionSettings) -> None:
@@ -57,11 +56,10 @@ def test_a_flood_of_corrections_from_one_user_counts_at_most_the_cap(connections
     asyncio.run(run())
 
 
-def test_twenty_corrections_become_a_promoted_head_announced_on_the_topic(connections: ConnectionSettings, tmp_path: Path) -> None:
-    source = ArtifactStore(REPO_ROOT / ".local/model-store")
-    if source.current_version(MODEL_KIND) is None:
-        pytest.skip("needs a trained nlu head in .local/model-store (`elmo train nlu`)")
-    found = source.current(MODEL_KIND)
+def test_twenty_corrections_become_a_promoted_head_announced_on_the_topic(
+    connections: ConnectionSettings, trained_model_store: ArtifactStore, tmp_path: Path
+) -> None:
+    found = trained_model_store.current(MODEL_KIND)
     store = ArtifactStore(tmp_path / "store")
     meta = {k: v for k, v in found.meta.items() if k not in ("kind", "version", "parent_version", "created_at", "status")}
     store.save(MODEL_KIND, lambda d: [shutil.copy(f, d / f.name) for f in found.path.iterdir() if f.name != "meta.json"], meta)
