@@ -9,6 +9,7 @@ logs and dead letters.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 import httpx
@@ -59,7 +60,7 @@ def _platform_error(response: httpx.Response) -> tuple[str, float | None]:
     return str(body.get("description", body))[:200], retry_after
 
 
-class HttpSender:
+class HttpSender(ABC):
     """POST a JSON body to a platform; subclasses say where and what."""
 
     channel: Channel
@@ -69,8 +70,9 @@ class HttpSender:
         self.client = client
         self._secret = secret  # kept out of every message
 
+    @abstractmethod
     def request(self, recipient: str, text: str) -> tuple[str, dict[str, Any], dict[str, str]]:
-        raise NotImplementedError
+        """The URL, JSON body and headers that send `text` to `recipient`."""
 
     async def send(self, recipient: str, text: str) -> None:
         url, body, headers = self.request(recipient, text)

@@ -20,6 +20,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from typing import TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 DEFAULT_BRAND_DIR = Path(__file__).parent / "data"
@@ -116,6 +118,9 @@ class Catalog(BaseModel):
         return [item for item in self.items if item.promotion == promotion_id]
 
 
+D = TypeVar("D", bound=BaseModel)
+
+
 def brand_dir() -> Path:
     return Path(os.environ.get("ELMO_BRAND_DIR", DEFAULT_BRAND_DIR))
 
@@ -146,20 +151,27 @@ def read_json(path: Path) -> object:
         raise BrandDataError(f"{path}: not JSON ({error})") from None
 
 
-def parse_catalog(data: object, source: str = "catalog.json") -> Catalog:
-    """Validate `data` (the parsed JSON), naming the offending item in the error."""
-    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
-        raise BrandDataError(f'{source}: expected an object {{"currency": ..., "items": [...]}}')
-    for index, raw in enumerate(data["items"]):
+def parse_document(data: object, source: str, model: type[D], rows: str, row_model: type[BaseModel], shape: str) -> D:
+    """Validate a brand file's parsed JSON (an object holding a list `rows`) as `model`, naming
+    the offending row (by position and id) in the error before any cross-row check runs."""
+    if not isinstance(data, dict) or not isinstance(data.get(rows), list):
+        raise BrandDataError(f"{source}: expected an object {shape}")
+    row_word = rows.rstrip("s") if rows != "entries" else "entry"
+    for index, raw in enumerate(data[rows]):
         try:
-            Item.model_validate(raw)
+            row_model.model_validate(raw)
         except ValueError as error:
             name = raw.get("id") if isinstance(raw, dict) else None
-            raise BrandDataError(f"{source}: item {index}{f' ({name})' if name else ''}: {describe_error(error)}") from None
+            raise BrandDataError(f"{source}: {row_word} {index}{f' ({name})' if name else ''}: {describe_error(error)}") from None
     try:
-        return Catalog.model_validate(data)
+        return model.model_validate(data)
     except ValueError as error:
         raise BrandDataError(f"{source}: {describe_error(error)}") from None
+
+
+def parse_catalog(data: object, source: str = "catalog.json") -> Catalog:
+    """Validate `data` (the parsed JSON), naming the offending item in the error."""
+    return parse_document(data, source, Catalog, "items", Item, '{"currency": ..., "items": [...]}')
 
 
 def load_catalog(path: Path | None = None) -> Catalog:

@@ -20,7 +20,7 @@ from string import Formatter
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from elmo.brand.catalog import SLUG, BrandDataError, brand_dir, describe_error, read_json
+from elmo.brand.catalog import SLUG, brand_dir, parse_document, read_json
 
 # Facts an entry of these topics must have, because code reads them (store_for_city, Promotion).
 REQUIRED_FACTS: dict[str, frozenset[str]] = {
@@ -177,18 +177,7 @@ class KnowledgeBase(BaseModel):
 
 def parse_knowledge(data: object, source: str = "knowledge.json") -> KnowledgeBase:
     """Validate `data` (the parsed JSON), naming the offending entry in the error."""
-    if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-        raise BrandDataError(f'{source}: expected an object {{"entries": [...]}}')
-    for index, raw in enumerate(data["entries"]):
-        try:
-            KnowledgeEntry.model_validate(raw)
-        except ValueError as error:
-            name = raw.get("id") if isinstance(raw, dict) else None
-            raise BrandDataError(f"{source}: entry {index}{f' ({name})' if name else ''}: {describe_error(error)}") from None
-    try:
-        return KnowledgeBase.model_validate(data)
-    except ValueError as error:
-        raise BrandDataError(f"{source}: {describe_error(error)}") from None
+    return parse_document(data, source, KnowledgeBase, "entries", KnowledgeEntry, '{"entries": [...]}')
 
 
 def load_knowledge(path: Path | None = None) -> KnowledgeBase:
