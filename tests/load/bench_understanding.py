@@ -64,11 +64,12 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:  # run as a script 
 from elmo.contracts import topics  # noqa: E402
 from elmo.contracts.topics import Topic  # noqa: E402
 from elmo.runtime.settings import RuntimeSettings  # noqa: E402
+from elmo.models.intent_model import TRAINING_DATA  # noqa: E402
 from tests.integration.kafka_io import REPO_ROOT, free_port, stop_process  # noqa: E402
 
 TARGET_PER_S = 300.0
 VARIANTS = ("nlu", "sentiment-reused", "sentiment-embedded")
-INTENTS_FILE = REPO_ROOT / "services" / "nlu" / "training_data" / "intents.jsonl"
+INTENTS_FILE = TRAINING_DATA  # the intent model's own data file
 
 
 # --- measuring ---------------------------------------------------------------------------------
