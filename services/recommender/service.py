@@ -24,7 +24,8 @@ from elmo.interactions import InteractionStore
 from elmo.models.artifacts import ArtifactStore, NoModelVersion
 from elmo.runtime import ModelSlot, Stage, run_stage
 from services.recommender.als_model import MODEL_KIND, AlsModel
-from services.recommender.content import Embedder, LazyEmbedder, item_embeddings
+from elmo.models.embeddings import LazyEmbedder
+from services.recommender.content import Embedder, item_embeddings
 from services.recommender.core import BatchInputs, BlendWeights, Recommender, query_embeddings, recommend_batch
 from services.recommender.item_index import ItemIndex
 from services.recommender.settings import RecommenderSettings

@@ -177,9 +177,10 @@ def load_intent_model(version: ModelVersion, embedder: SentenceEmbedder, min_con
     return IntentModel(embedder, EmbeddingClassifier.load(version.path), version.version, min_confidence)
 
 
-def held_out_evaluator(threads: int = 2, min_confidence: float = 0.3) -> Evaluator:
-    """The promotion gate's judge: accuracy on the held-out split of intents.jsonl."""
-    embedder = SentenceEmbedder(threads=threads)
+def held_out_evaluator(threads: int = 2, min_confidence: float = 0.3, embedder: SentenceEmbedder | None = None) -> Evaluator:
+    """The promotion gate's judge: accuracy on the held-out split of intents.jsonl (with the
+    caller's encoder when it has one, so a trainer holds one MiniLM, not two)."""
+    embedder = embedder or SentenceEmbedder(threads=threads)
     held_out = [e for e in read_examples() if e.split == "test"]
 
     def judge(version: ModelVersion) -> dict[str, float]:

@@ -39,7 +39,8 @@ def test_the_service_serves_content_only_until_an_als_model_is_in_the_store(embe
 
 
 def test_the_lazy_embedder_names_the_same_model_and_loads_only_when_it_must(embedder, catalog, tmp_path):
-    from services.recommender.content import LazyEmbedder, item_embeddings, packaged_embedder_version
+    from elmo.models.embeddings import LazyEmbedder, packaged_embedder_version
+    from services.recommender.content import item_embeddings
 
     assert packaged_embedder_version() == embedder.version
     item_embeddings(catalog, embedder, tmp_path)  # a previous start filled the cache
