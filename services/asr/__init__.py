@@ -1,1 +1,1 @@
-"""asr: voice notes to text (faster-whisper), text messages passed through, on elmo.inbound -> elmo.utterances."""
+"""asr: voice notes to text (faster-whisper), on elmo.voice-notes -> elmo.utterances; intake routes them here."""

@@ -1,4 +1,9 @@
-"""The asr service: elmo.inbound -> elmo.utterances. The work is `services.asr.core.transcribe_batch`."""
+"""The asr service: elmo.voice-notes -> elmo.utterances. The work is `services.asr.core.transcribe_batch`.
+
+intake routes voice notes here, and text queued behind a voice note of the same conversation; once
+a batch's utterances are acknowledged, its messages leave the voice backlog, so that
+conversation's next text can go straight past asr again.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Sequence
 from elmo.contracts import topics
 from elmo.contracts.events import InboundMessage, Utterance
 from elmo.runtime import ModelSlot, RejectedInput, Stage, run_stage
+from elmo.voice_backlog import VoiceBacklog
 from services.asr import core
 from services.asr.settings import AsrSettings
 from services.asr.transcriber import Transcriber
@@ -16,12 +22,22 @@ from services.asr.transcriber import Transcriber
 def build_stage(settings: AsrSettings) -> Stage[InboundMessage]:
     model = ModelSlot(f"whisper-{settings.asr_model}")
     transcriber: Transcriber | None = None
+    backlog: VoiceBacklog | None = None
 
     def load_model() -> None:
         # In on_start, not at import: readiness stays false until the model is loaded.
-        nonlocal transcriber
+        nonlocal transcriber, backlog
+        backlog = VoiceBacklog.from_url(settings.redis_url)
         transcriber = Transcriber.from_settings(settings)
         model.set_loaded(transcriber.model_version)
+
+    async def leave_backlog(events: Sequence[InboundMessage]) -> None:
+        assert backlog is not None
+        await backlog.remove([(e.conversation_id, e.origin_event_id) for e in events])
+
+    async def close() -> None:
+        if backlog is not None:
+            await backlog.close()
 
     def transcribe(events: Sequence[InboundMessage]) -> list[Utterance | RejectedInput]:
         assert transcriber is not None, "on_start loads the model before consuming starts"
@@ -29,13 +45,15 @@ def build_stage(settings: AsrSettings) -> Stage[InboundMessage]:
 
     return Stage(
         name="asr",
-        consumes=topics.INBOUND,
+        consumes=topics.VOICE_NOTES,
         emits=topics.UTTERANCES,
         input_type=InboundMessage,
         process_batch=transcribe,  # synchronous: the runtime runs it in a worker thread
         model=model,
         on_start=load_model,
-        description="Voice notes transcribed by Whisper; text messages passed through unchanged.",
+        after_batch=leave_backlog,
+        on_stop=close,
+        description="Voice notes transcribed by Whisper; text queued behind them passed through unchanged.",
     )
 
 

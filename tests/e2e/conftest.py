@@ -12,7 +12,7 @@ from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.conversation import ChainClient
 from tests.integration.kafka_io import ServiceProcess, start_group_at_end
 
-CONVERSATION_SERVICES = ("asr", "nlu", "sentiment", "recommender", "generator")
+CONVERSATION_SERVICES = ("intake", "asr", "nlu", "sentiment", "recommender", "generator")
 
 
 @pytest.fixture(scope="session")

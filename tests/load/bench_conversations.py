@@ -1,5 +1,5 @@
-"""Load test: conversation turns through the whole chain (asr -> nlu -> sentiment -> recommender ->
-generator) on the real broker and Redis, one process per service, as `elmo up` runs them.
+"""Load test: conversation turns through the whole chain (intake -> [asr for voice] -> nlu ->
+sentiment -> recommender -> generator) on the real broker and Redis, one process per service, as `elmo up` runs them.
 
 Phases (every inbound event gets fresh ids per phase, so phases never dedupe each other):
   paced   the 1,000 text turns of `fixtures/conversation_turns.jsonl` plus `--voice` voice notes
@@ -38,7 +38,7 @@ from elmo.tools.test_data import synthesize_speech, to_ogg_opus
 from tests.integration.kafka_io import ServiceProcess, start_group_at_end
 
 FIXTURE = Path(__file__).parent / "fixtures" / "conversation_turns.jsonl"
-SERVICES = ("asr", "nlu", "sentiment", "recommender", "generator")
+SERVICES = ("intake", "asr", "nlu", "sentiment", "recommender", "generator")
 VOICE_PHRASES = [
     "Hi, do you have the Pixel 9 in stock?",
     "I want to return my order please",

@@ -24,8 +24,12 @@ class Hop:
 
 
 CHAIN: tuple[Hop, ...] = (
-    Hop("asr", topics.INBOUND, events.InboundMessage, topics.UTTERANCES, events.Utterance,
-        "Transcribes voice notes; passes text messages through untouched."),
+    Hop("intake", topics.INBOUND, events.InboundMessage, topics.UTTERANCES, events.Utterance,
+        "Passes text messages straight on; routes voice notes to asr (and text queued behind them)."),
+    Hop("intake", topics.INBOUND, events.InboundMessage, topics.VOICE_NOTES, events.InboundMessage,
+        "Voice notes, and text of a conversation with a voice note still in asr, keep their order."),
+    Hop("asr", topics.VOICE_NOTES, events.InboundMessage, topics.UTTERANCES, events.Utterance,
+        "Transcribes voice notes; passes the text queued behind them through untouched."),
     Hop("nlu", topics.UTTERANCES, events.Utterance, topics.UNDERSTANDINGS, events.Understanding,
         "Intent, entities and dialogue context."),
     Hop("sentiment", topics.UNDERSTANDINGS, events.Understanding, topics.SENTIMENTS, events.SentimentScored,

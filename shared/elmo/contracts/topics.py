@@ -46,6 +46,11 @@ INBOUND = Topic(
     "Customer messages (text or voice) as published by webhook ingestors.",
     retention_ms=INTERACTION_RETENTION_MS,
 )
+VOICE_NOTES = Topic(
+    "elmo.voice-notes",
+    "Inbound messages waiting for asr: voice notes, and text queued behind a voice note of the same "
+    "conversation so the conversation keeps its order. Routed by intake.",
+)
 UTTERANCES = Topic(
     "elmo.utterances",
     "Text of each inbound message: transcribed by asr, or passed through when it was text.",
@@ -86,6 +91,7 @@ MODEL_UPDATES = Topic(
 
 CHAIN_TOPICS: tuple[Topic, ...] = (
     INBOUND,
+    VOICE_NOTES,
     UTTERANCES,
     UNDERSTANDINGS,
     SENTIMENTS,
@@ -98,6 +104,7 @@ CHAIN_TOPICS: tuple[Topic, ...] = (
 # Every service that consumes gets a dead-letter topic of its own, so one service's bad input
 # can be inspected and replayed without touching another's.
 SERVICES: tuple[str, ...] = (
+    "intake",
     "asr",
     "nlu",
     "sentiment",

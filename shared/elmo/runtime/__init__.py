@@ -2,6 +2,6 @@
 
 from elmo.runtime.app import StageService, run_stage
 from elmo.runtime.settings import ConnectionSettings, RuntimeSettings
-from elmo.runtime.stage import ModelSlot, RejectedInput, Stage
+from elmo.runtime.stage import ModelSlot, RejectedInput, Routed, Stage
 
-__all__ = ["ConnectionSettings", "ModelSlot", "RejectedInput", "RuntimeSettings", "Stage", "StageService", "run_stage"]
+__all__ = ["ConnectionSettings", "ModelSlot", "RejectedInput", "Routed", "RuntimeSettings", "Stage", "StageService", "run_stage"]

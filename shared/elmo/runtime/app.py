@@ -8,7 +8,6 @@ could not be made durable is rewound and tried again rather than skipped.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import signal
@@ -37,7 +36,7 @@ from elmo.runtime.processing import BatchProcessor, RetryPolicy
 from elmo.runtime.records import ConsumedRecord, OutgoingRecord
 from elmo.runtime.serving_model import ServingModel
 from elmo.runtime.settings import RuntimeSettings
-from elmo.runtime.stage import Stage
+from elmo.runtime.stage import Stage, call_hook
 
 log = logging.getLogger("elmo.runtime")
 
@@ -58,14 +57,6 @@ class _EagerBatchSubscriber(BatchSubscriber):
     async def get_msg(self, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
         batches = await consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.max_records)
         return tuple(chain.from_iterable(batches.values()))
-
-
-async def _call_hook(hook: object) -> None:
-    if hook is None:
-        return
-    result = hook()  # type: ignore[operator]
-    if inspect.isawaitable(result):
-        await result
 
 
 async def _message_as_body(message: KafkaMessage) -> KafkaMessage:
@@ -99,7 +90,11 @@ class StageService:
             # only add work to every batch.
             apply_types=False,
         )
-        self.seen = RedisSeenEvents.from_url(self.settings.redis_url, stage.name, self.settings.idempotency_ttl_s)
+        # Namespaced by consumer group: two groups reading the same topic (a second chain, a test)
+        # each handle every event once, and neither skips what the other handled.
+        self.seen = RedisSeenEvents.from_url(
+            self.settings.redis_url, self.settings.group_for(stage.name), self.settings.idempotency_ttl_s
+        )
         # A stage with `load_model` serves a swappable model: its core gets the batch's model, and
         # versions announced on the model-updates topic are swapped in between batches.
         self.serving: ServingModel | None = None
@@ -184,7 +179,7 @@ class StageService:
         return bool(self.subscriber.running and any(not t.done() for t in getattr(self.subscriber, "tasks", ())))
 
     async def _start(self) -> None:
-        await _call_hook(self.stage.on_start)
+        await call_hook(self.stage.on_start)
         if self.serving is not None and self.model_updates is not None:
             await self.serving.load_current()
             # Before consuming: a version announced while this service was down serves from the first batch.
@@ -215,7 +210,7 @@ class StageService:
         log.info("stopping: finishing in-flight work", extra={"fields": {"grace_s": self.settings.shutdown_grace_s}})
 
     async def _stopped(self) -> None:
-        await _call_hook(self.stage.on_stop)
+        await call_hook(self.stage.on_stop)
         await self.seen.close()
         log.info("stopped")
 

@@ -21,14 +21,15 @@ class SeenEvents(Protocol):
 
 
 class RedisSeenEvents:
-    def __init__(self, client: redis.Redis, service: str, ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis, namespace: str, ttl_s: int) -> None:
+        """`namespace`: the consumer group, so each group remembers what it handled."""
         self._client = client
-        self._prefix = f"elmo:handled:{service}:"
+        self._prefix = f"elmo:handled:{namespace}:"
         self._ttl_s = ttl_s
 
     @classmethod
-    def from_url(cls, url: str, service: str, ttl_s: int) -> RedisSeenEvents:
-        return cls(redis.Redis.from_url(url), service, ttl_s)
+    def from_url(cls, url: str, namespace: str, ttl_s: int) -> RedisSeenEvents:
+        return cls(redis.Redis.from_url(url), namespace, ttl_s)
 
     async def already_handled(self, event_ids: Sequence[str]) -> list[bool]:
         if not event_ids:

@@ -18,12 +18,13 @@ import anyio.to_thread
 
 from elmo.contracts.codec import UndecodableRecord, decode, encode
 from elmo.contracts.events import Event
+from elmo.contracts.topics import Topic
 from elmo.runtime.dead_letters import dead_letter_record
 from elmo.runtime.idempotency import SeenEvents
 from elmo.runtime.json_logs import event_context
 from elmo.runtime.metrics import ServiceMetrics
 from elmo.runtime.records import ConsumedRecord, OutgoingRecord
-from elmo.runtime.stage import CoreResult, RejectedInput, Stage
+from elmo.runtime.stage import CoreResult, RejectedInput, Routed, Stage, call_hook
 
 log = logging.getLogger("elmo.runtime")
 
@@ -81,8 +82,8 @@ class BatchProcessor:
         self.metrics.consumed(len(records))
         outgoing: list[OutgoingRecord] = []
 
-        pending = self._decode(records, outgoing)
-        pending = await self._skip_handled(pending)
+        decoded = self._decode(records, outgoing)
+        pending = await self._skip_handled(decoded)
         if pending:
             results = await self._run_core([p.event for p in pending])
             for item, result in zip(pending, results, strict=True):
@@ -90,6 +91,8 @@ class BatchProcessor:
 
         if outgoing:
             await self.publish(outgoing)
+        if self.stage.after_batch is not None and decoded:
+            await call_hook(self.stage.after_batch, [d.event for d in decoded])
         finishing = [self.seen.remember([p.event.event_id for p in pending])] if pending else []
         if commit is not None:
             finishing.append(commit())
@@ -100,8 +103,9 @@ class BatchProcessor:
 
     def _count_published(self, outgoing: Sequence[OutgoingRecord]) -> None:
         produced = 0
+        dead_letters = self.stage.dead_letters.name
         for record in outgoing:
-            if record.topic == self.stage.emits.name:
+            if record.topic != dead_letters:
                 produced += 1
                 if record.latency_s is not None:
                     self.metrics.end_to_end(record.latency_s)
@@ -183,13 +187,17 @@ class BatchProcessor:
             return [self._dead_letter(item.record, reason, result, attempts=attempts, event_id=item.event.event_id)]
         if result is None:
             return []
-        events = [result] if isinstance(result, Event) else list(result)
-        return [self._output(item.event, position, event) for position, event in enumerate(events)]
+        outputs = [result] if isinstance(result, Event | Routed) else list(result)
+        routed = [(o.topic, o.event) if isinstance(o, Routed) else (self.stage.emits, o) for o in outputs]
+        if stray := [topic.name for topic, _ in routed if topic not in self.stage.output_topics]:
+            error = RuntimeError(f"core of {self.stage.name} routed an output to {', '.join(stray)}, not one of its topics")
+            return [self._dead_letter(item.record, "processing_failed", error, event_id=item.event.event_id)]
+        return [self._output(item.event, position, topic, event) for position, (topic, event) in enumerate(routed)]
 
-    def _output(self, source: Event, position: int, event: Event) -> OutgoingRecord:
+    def _output(self, source: Event, position: int, topic: Topic, event: Event) -> OutgoingRecord:
         event = event.model_copy(update={"event_id": output_event_id(self.stage.name, source.event_id, position)})
         return OutgoingRecord(
-            topic=self.stage.emits.name,
+            topic=topic.name,
             key=event.key,
             value=encode(event),
             headers={

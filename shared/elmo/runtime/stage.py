@@ -18,15 +18,35 @@ from elmo.contracts.topics import Topic, dead_letter_topic
 
 In = TypeVar("In", bound=Event)
 
-# What the core returns for one input: no output, one event, several, or a `RejectedInput` for an
-# input it cannot use (the rest of the batch goes on; the rejected one is dead-lettered).
-CoreResult = Event | Sequence[Event] | BaseException | None
+
+
+@dataclass(frozen=True)
+class Routed:
+    """An output for another of the stage's topics than `emits` (one listed in `also_emits`)."""
+
+    topic: Topic
+    event: Event
+
+
+# What the core returns for one input: no output, one event (or a `Routed` one), several, or a
+# `RejectedInput` for an input it cannot use (the rest of the batch goes on; the rejected one is
+# dead-lettered).
+CoreResult = Event | Routed | Sequence[Event | Routed] | BaseException | None
 BatchCore = Callable[[Sequence[In]], Sequence[CoreResult] | Awaitable[Sequence[CoreResult]]]
 # A stage with a hot-swappable model: its core also receives the model serving the batch.
 ModelBatchCore = Callable[[Sequence[In], Any], Sequence[CoreResult] | Awaitable[Sequence[CoreResult]]]
 # Loads a version of the stage's model (None: the store's CURRENT); returns the model and its
 # version. Runs in a worker thread, at start and whenever a ModelUpdate names another version.
 ModelLoader = Callable[[str | None], tuple[Any, str]]
+
+
+async def call_hook(hook: Callable[..., Awaitable[None] | None] | None, *args: Any) -> None:
+    """Call a stage's hook, synchronous or not."""
+    if hook is None:
+        return
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        await result
 
 
 class RejectedInput(Exception):
@@ -71,6 +91,12 @@ class Stage(Generic[In]):
     # Called with the service's metrics registry, for metrics of the stage's own (served on /metrics).
     register_metrics: Callable[[CollectorRegistry], None] | None = None
     description: str = ""
+    # Topics besides `emits` that the core may route outputs to, with `Routed`.
+    also_emits: tuple[Topic, ...] = ()
+    # Called with every decoded input of a batch (duplicates and dead-lettered ones included) once
+    # the batch's outputs are acknowledged and before its offsets are committed: for state that
+    # must change only after the outputs exist. A failure re-runs the batch, so it must be idempotent.
+    after_batch: Callable[[Sequence[In]], Awaitable[None] | None] | None = None
     _runs_in_thread: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +109,10 @@ class Stage(Generic[In]):
     @property
     def runs_in_thread(self) -> bool:
         return self._runs_in_thread
+
+    @property
+    def output_topics(self) -> tuple[Topic, ...]:
+        return (self.emits, *self.also_emits)
 
     @property
     def dead_letters(self) -> Topic:

@@ -103,6 +103,8 @@ EMBEDDING_MODEL = Resources("500m", "1200Mi", "2", "1800Mi")
 MODEL_INIT_RESOURCES = Resources("1", "1500Mi", "2", "2Gi")
 
 WORKLOADS: dict[str, Workload] = {
+    # A Redis round trip per batch and no model: the light first hop, scaled on inbound lag.
+    "intake": Workload(SMALL, lag_threshold=256),
     # Whisper base int8 (CTranslate2) on ELMO_ASR_THREADS=2: about 1 GB with a batch of voice notes.
     "asr": Workload(
         Resources("1", "1Gi", "2", "1536Mi"),

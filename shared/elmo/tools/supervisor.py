@@ -21,8 +21,19 @@ from elmo.contracts.topics import EDGE_SERVICES, SERVICES
 
 log = logging.getLogger("elmo.supervisor")
 
-# Local HTTP ports for /healthz, /readyz and /metrics; in a pod every service uses 8080.
-SERVICE_HTTP_PORTS = {name: 8101 + index for index, name in enumerate(SERVICES + EDGE_SERVICES)}
+# Local HTTP ports for /healthz, /readyz and /metrics (ingest: also its webhooks and click links);
+# in a pod every service uses 8080. Fixed per service, so adding one moves no other's port.
+SERVICE_HTTP_PORTS = {
+    "asr": 8101,
+    "nlu": 8102,
+    "sentiment": 8103,
+    "recommender": 8104,
+    "generator": 8105,
+    "feedback-trainer": 8106,
+    "delivery": 8107,
+    "ingest": 8108,
+    "intake": 8109,
+}
 RESTART_BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0
 POLL_INTERVAL_S = 0.5

@@ -1,9 +1,9 @@
 """The asr service as deployed (`python -m services.asr`) on the real broker and Redis.
 
-Its topics are the registry's (elmo.inbound -> elmo.utterances), shared with whatever else ran on
-this broker, so the test gives the service a consumer group of its own that starts at the current
-end of elmo.inbound, uses fresh conversation ids, and reads outputs from the offsets they had
-before it produced.
+Its topics are the registry's (elmo.voice-notes -> elmo.utterances), shared with whatever else ran
+on this broker, so the test gives the service a consumer group of its own that starts at the
+current end of elmo.voice-notes, uses fresh conversation ids, and reads outputs from the offsets
+they had before it produced. What intake would route here is produced directly.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ import base64
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from elmo.contracts import topics
 from elmo.runtime.settings import ConnectionSettings
+from elmo.voice_backlog import backlog_key
 from elmo.tools.test_data import fetch_pocketsphinx, raw_pcm_to_wav, to_ogg_opus
 from services.asr.wer import wer
 from tests.integration.kafka_io import ServiceProcess, end_offsets, produce, read_from, start_group_at_end
@@ -38,7 +41,7 @@ def speech_dir() -> Path:
 @pytest.fixture(scope="module")
 def asr(connections: ConnectionSettings, speech_dir: Path) -> Iterator[ServiceProcess]:
     group = f"test-asr-{uuid.uuid4().hex[:8]}"
-    start_group_at_end(connections.kafka_bootstrap_servers, topics.INBOUND.name, group)
+    start_group_at_end(connections.kafka_bootstrap_servers, topics.VOICE_NOTES.name, group)
     service = ServiceProcess("services.asr", group, {"ELMO_ASR_MODEL": "tiny.en", "ELMO_ASR_BLOB_ROOT": str(speech_dir), "ELMO_RETRY_BACKOFF_S": "0.05"})
     service.start()
     yield service
@@ -74,7 +77,7 @@ def test_voice_notes_inline_and_by_blob_become_utterances(
     ]
     before = end_offsets(bootstrap, topics.UTTERANCES.name)
 
-    produce(bootstrap, topics.INBOUND.name, sent)
+    produce(bootstrap, topics.VOICE_NOTES.name, sent)
     outputs = [json.loads(r.value) for r in read_from(bootstrap, before, in_conversation(conversation), expected=2)]
 
     assert [o["parent_event_id"] for o in outputs] == [e["event_id"] for e in sent]
@@ -91,14 +94,17 @@ def test_voice_notes_inline_and_by_blob_become_utterances(
 def test_corrupt_audio_is_dead_lettered_as_rejected_and_the_next_message_flows(
     asr: ServiceProcess, connections: ConnectionSettings
 ) -> None:
+    """Both leave the voice backlog (intake's marks), the dead-lettered note as well as the text."""
     bootstrap = connections.kafka_bootstrap_servers
     conversation = f"asr-corrupt-{uuid.uuid4().hex[:8]}"
     corrupt = inbound(conversation, audio={"data_b64": base64.b64encode(b"OggS" + os.urandom(2048)).decode(), "mime_type": "audio/ogg"})
     following = inbound(conversation, text="hello, is anyone there?")
     letters_before = end_offsets(bootstrap, DEAD_LETTERS)
     outputs_before = end_offsets(bootstrap, topics.UTTERANCES.name)
+    store = redis.Redis.from_url(connections.redis_url)
+    store.sadd(backlog_key(conversation), corrupt["event_id"], following["event_id"])  # as intake marks them
 
-    produce(bootstrap, topics.INBOUND.name, [corrupt, following])
+    produce(bootstrap, topics.VOICE_NOTES.name, [corrupt, following])
     letters = read_from(bootstrap, letters_before, in_conversation(conversation), expected=1)
     outputs = [json.loads(r.value) for r in read_from(bootstrap, outputs_before, in_conversation(conversation), expected=1)]
 
@@ -112,3 +118,7 @@ def test_corrupt_audio_is_dead_lettered_as_rejected_and_the_next_message_flows(
     assert [(o["parent_event_id"], o["text"], o["source"]) for o in outputs] == [
         (following["event_id"], "hello, is anyone there?", "text")
     ]
+    deadline = time.monotonic() + 5  # cleared after the outputs are acknowledged, so just after we read them
+    while store.exists(backlog_key(conversation)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not store.exists(backlog_key(conversation))

@@ -69,12 +69,13 @@ def test_a_reply_the_runtime_forgot_is_still_not_sent_again(delivery, standin, c
     wait_for(lambda: len(standin.sends(chat)) == 1)
 
     store = redis.Redis.from_url(connections.redis_url)
-    wait_for(lambda: store.get(f"elmo:handled:delivery:{reply['event_id']}") is not None, timeout_s=10)
+    handled = f"elmo:handled:{delivery.group}:{reply['event_id']}"  # the runtime's mark, per consumer group
+    wait_for(lambda: store.get(handled) is not None, timeout_s=10)
     assert store.get(f"elmo:delivery:send:{reply['event_id']}") == b"sent"
-    store.delete(f"elmo:handled:delivery:{reply['event_id']}")
+    store.delete(handled)
     produce(bootstrap, "elmo.replies", [reply])
 
-    wait_for(lambda: store.get(f"elmo:handled:delivery:{reply['event_id']}") is not None, timeout_s=20)
+    wait_for(lambda: store.get(handled) is not None, timeout_s=20)
     time.sleep(1)
     assert len(standin.sends(chat)) == 1
 

@@ -1,4 +1,4 @@
-"""A voice note through asr -> nlu -> sentiment, as deployed, on the real broker and Redis."""
+"""A voice note and the text behind it through intake -> asr -> nlu -> sentiment, as deployed, on the real broker and Redis."""
 
 from __future__ import annotations
 
@@ -26,7 +26,12 @@ def chain(connections: ConnectionSettings, trained_model_store) -> Iterator[list
     bootstrap = connections.kafka_bootstrap_servers
     run = uuid.uuid4().hex[:8]
     services = []
-    for module, consumes in (("services.asr", topics.INBOUND), ("services.nlu", topics.UTTERANCES), ("services.sentiment", topics.UNDERSTANDINGS)):
+    for module, consumes in (
+        ("services.intake", topics.INBOUND),
+        ("services.asr", topics.VOICE_NOTES),
+        ("services.nlu", topics.UTTERANCES),
+        ("services.sentiment", topics.UNDERSTANDINGS),
+    ):
         group = f"test-{module.split('.')[1]}-{run}"
         start_group_at_end(bootstrap, consumes.name, group)
         services.append(ServiceProcess(module, group, {"ELMO_MODEL_STORE": str(trained_model_store.root)}))

@@ -10,7 +10,7 @@ from elmo.runtime.idempotency import InMemorySeenEvents
 from elmo.runtime.metrics import ServiceMetrics
 from elmo.runtime.processing import BatchProcessor, RetryPolicy, output_event_id
 from elmo.runtime.records import ConsumedRecord
-from elmo.runtime.stage import RejectedInput, Stage
+from elmo.runtime.stage import RejectedInput, Routed, Stage
 
 IN, OUT = Topic("test.in", ""), Topic("test.out", "")
 
@@ -161,3 +161,54 @@ async def test_a_core_can_reject_one_input_of_a_batch_without_failing_the_others
     assert calls == [3]
     assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["ok", "fine"]
     assert [r.headers["elmo.dlq.reason"] for r in out.on("elmo.dlq.echo")] == ["rejected"]
+
+
+SIDE = Topic("test.side", "")
+
+
+async def test_a_core_can_route_outputs_to_the_stages_other_topics_and_nowhere_else():
+    def core(events):
+        return [Routed(SIDE if e.text == "side" else OUT, e.derive(Utterance, text=e.text, source="text")) for e in events]
+
+    stage = Stage("echo", IN, OUT, InboundMessage, core, also_emits=(SIDE,))
+    out = Collector()
+    processor = BatchProcessor(stage, out, InMemorySeenEvents(), ServiceMetrics("echo"), RetryPolicy(3, 0, 0))
+    await processor.handle(records(inbound("a", "main"), inbound("b", "side")))
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["main"]
+    assert [json.loads(r.value)["text"] for r in out.on(SIDE.name)] == ["side"]
+
+    stray = Stage("echo", IN, OUT, InboundMessage, core)  # SIDE not declared
+    out = Collector()
+    processor = BatchProcessor(stray, out, InMemorySeenEvents(), ServiceMetrics("echo"), RetryPolicy(3, 0, 0))
+    await processor.handle(records(inbound("c", "side"), inbound("d", "main")))
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["main"]
+    (dead,) = out.on("elmo.dlq.echo")
+    assert dead.headers["elmo.dlq.reason"] == "processing_failed" and SIDE.name in dead.headers["elmo.dlq.exception.message"]
+
+
+async def test_after_batch_sees_every_decoded_input_once_outputs_are_published():
+    seen_after: list[list[str]] = []
+    out = Collector()
+
+    async def after(events):
+        # Runs after publishing: the batch's outputs are already there.
+        seen_after.append([e.event_id for e in events])
+        assert len(out.published) >= 1
+
+    stage = Stage("echo", IN, OUT, InboundMessage, echo_core, after_batch=after)
+    processor = BatchProcessor(stage, out, InMemorySeenEvents(), ServiceMetrics("echo"), RetryPolicy(3, 0, 0))
+    await processor.handle(records(inbound("a", "x"), inbound("b", "corrupt"), b"not json"))
+    await processor.handle(records(inbound("a", "x")))  # a duplicate is still reported: its work is done
+    assert seen_after == [["a", "b"], ["a"]]
+
+
+async def test_a_failing_after_batch_hook_leaves_the_batch_unremembered_for_redelivery():
+    async def after(events):
+        raise ConnectionError("redis unreachable")
+
+    seen = InMemorySeenEvents()
+    stage = Stage("echo", IN, OUT, InboundMessage, echo_core, after_batch=after)
+    processor = BatchProcessor(stage, Collector(), seen, ServiceMetrics("echo"), RetryPolicy(3, 0, 0))
+    with pytest.raises(ConnectionError):
+        await processor.handle(records(inbound("a", "x")))
+    assert seen.handled == set()
