@@ -8,6 +8,7 @@ conversation's next text can go straight past asr again.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 from elmo.contracts import topics
@@ -61,4 +62,5 @@ def main() -> None:
     # faster-whisper logs two INFO lines per note; the runtime's metrics already count them.
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     settings = AsrSettings()
+    os.nice(settings.asr_nice)  # before any thread starts: every thread inherits it
     run_stage(build_stage(settings), settings)

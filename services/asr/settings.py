@@ -23,6 +23,14 @@ class AsrSettings(RuntimeSettings):
         "(English only, about twice as fast). Both come from installed packages; nothing is downloaded.",
     )
     asr_threads: int = Field(2, ge=1, description="CPU threads CTranslate2 uses for one transcription.")
+    asr_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the asr process. Transcription is the chain's only long CPU job; "
+        "on shared cores (a laptop, `elmo up`) a positive value lets the millisecond text path run first. "
+        "In a pod with its own CPU it changes nothing.",
+    )
     asr_beam_size: int = Field(5, ge=1, description="Beam size of Whisper's decoder (1 = greedy, faster, less accurate).")
     asr_max_audio_s: float = Field(120.0, gt=0, description="Longest voice note accepted, in seconds; longer ones are rejected.")
     asr_model_cache_dir: Path = Field(
