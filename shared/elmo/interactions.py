@@ -7,11 +7,15 @@ seconds, without a refit) and `elmo train recommender --from redis` fits ALS on 
 Keys (`<prefix>` is `elmo:interactions`, `ELMO_INTERACTIONS_KEY_PREFIX`):
 - `<prefix>:weights:<user>`   hash item -> accumulated confidence weight (VIEW + CLICK + ...)
 - `<prefix>:purchases:<user>` sorted set item -> time of the last purchase (epoch seconds)
-- `<prefix>:popularity`       sorted set item -> decayed weight, in a time-scaled unit (below)
+- `<prefix>:views:<user>`     hash item -> number of views (impressions: the item was shown)
+- `<prefix>:popularity`       sorted set item -> decayed weight of clicks and purchases, in a
+                              time-scaled unit (below); views are impressions of what the
+                              recommender chose to show, and counting them would make what it
+                              showed popular, so what it shows next
 - `<prefix>:users`            set of users with at least one interaction
 - `<prefix>:applied:<event>`  marker that one feedback event was recorded (idempotency, with TTL)
 
-Popularity decays with a half-life ("popular this week"): an interaction of weight w at time t adds
+Popularity decays with a half-life ("popular this week"): a click or purchase of weight w at time t adds
 w * 2^((t - EPOCH) / half_life) to its item, so reading at time `now` and multiplying by
 2^(-(now - EPOCH) / half_life) gives sum(w * 2^(-(now - t) / half_life)) with one sorted set and
 no periodic job. Redis scores are doubles: with a 7-day half-life this is good for ~19 years past
@@ -24,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from functools import cached_property
 
 import redis.asyncio as redis
 from pydantic import Field
@@ -96,10 +101,21 @@ def interaction_from_feedback(event: Feedback) -> Interaction | None:
 
 @dataclass(frozen=True)
 class UserHistory:
-    """What one user did: accumulated weight per item, and what they bought (item -> time)."""
+    """What one user did: accumulated weight per item, what they bought (item -> time), and how
+    often each item was shown to them (views are impressions: the delivery reports every
+    recommendation it sends, whether or not the user cared)."""
 
     weights: dict[str, float] = field(default_factory=dict)
     purchases: dict[str, float] = field(default_factory=dict)
+    views: dict[str, float] = field(default_factory=dict)
+
+    @cached_property
+    def engagement(self) -> dict[str, float]:
+        """The weight of what the user chose to do (clicks, purchases): `weights` without the
+        views. A history recorded before views were counted apart keeps all of its weight."""
+        view = WEIGHTS[InteractionKind.VIEW]
+        engaged = {item: weight - view * self.views.get(item, 0.0) for item, weight in self.weights.items()}
+        return {item: weight for item, weight in engaged.items() if weight > 1e-6}
 
     @property
     def purchased(self) -> frozenset[str]:
@@ -118,7 +134,8 @@ def decay_factor(at: float, half_life_s: float) -> float:
     return 2.0 ** ((at - EPOCH) / half_life_s)
 
 
-# One feedback event, atomically: skipped if already applied, else weight, purchase, popularity.
+# One feedback event, atomically: skipped if already applied, else weight, purchase, then a view's
+# count or a click's / purchase's popularity.
 _RECORD = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then return 0 end
 redis.call('HINCRBYFLOAT', KEYS[2], ARGV[2], ARGV[3])
@@ -127,7 +144,12 @@ if ARGV[4] == '1' then
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
   redis.call('EXPIRE', KEYS[3], ARGV[8])
 end
-redis.call('ZINCRBY', KEYS[4], ARGV[6], ARGV[2])
+if ARGV[9] == '1' then
+  redis.call('HINCRBY', KEYS[6], ARGV[2], 1)
+  redis.call('EXPIRE', KEYS[6], ARGV[8])
+else
+  redis.call('ZINCRBY', KEYS[4], ARGV[6], ARGV[2])
+end
 redis.call('SADD', KEYS[5], ARGV[7])
 return 1
 """
@@ -166,6 +188,9 @@ class InteractionStore:
     def _purchases_key(self, user_id: str) -> str:
         return f"{self.prefix}:purchases:{user_id}"
 
+    def _views_key(self, user_id: str) -> str:
+        return f"{self.prefix}:views:{user_id}"
+
     @property
     def _popularity_key(self) -> str:
         return f"{self.prefix}:popularity"
@@ -189,6 +214,7 @@ class InteractionStore:
                         self._purchases_key(interaction.user_id),
                         self._popularity_key,
                         self._users_key,
+                        self._views_key(interaction.user_id),
                     ],
                     args=[
                         self.applied_ttl_s,
@@ -199,6 +225,7 @@ class InteractionStore:
                         repr(interaction.weight * decay_factor(at, self.half_life_s)),
                         interaction.user_id,
                         self.history_ttl_s,
+                        "1" if interaction.kind is InteractionKind.VIEW else "0",
                     ],
                     client=pipe,
                 )
@@ -217,13 +244,15 @@ class InteractionStore:
             for user in users:
                 pipe.hgetall(self._weights_key(user))
                 pipe.zrange(self._purchases_key(user), 0, -1, withscores=True)
+                pipe.hgetall(self._views_key(user))
             replies = await pipe.execute()
         histories = {}
         for position, user in enumerate(users):
-            weights, purchases = replies[2 * position], replies[2 * position + 1]
+            weights, purchases, views = replies[3 * position : 3 * position + 3]
             histories[user] = UserHistory(
                 weights={item: float(weight) for item, weight in weights.items()},
                 purchases={item: float(at) for item, at in purchases},
+                views={item: float(count) for item, count in views.items()},
             )
         return histories
 
