@@ -3,9 +3,10 @@
 `RefitTrigger` (pure) counts new interactions and says when a refit is due: after `after` of them,
 or `interval_s` after the last refit if any arrived (or none ran yet in this process).
 `Refitter` runs the refit (`services.recommender.commands.replay_and_train`: replay elmo.feedback
-from the checkpoint, fit, gate) in a worker thread, one at a time, so consuming never waits;
-interactions that arrive meanwhile count towards the next refit. The registry announces a
-promoted version on elmo.model-updates and the recommender hot-swaps it.
+from the checkpoint, fit on clicks and purchases, gate on purchases the current version has not
+seen) in a worker thread, one at a time, so consuming never waits; interactions that arrive
+meanwhile count towards the next refit. The registry announces a promoted version on
+elmo.model-updates and the recommender hot-swaps it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter
 
 from elmo.models.registry import ModelRegistry
-from services.recommender.commands import RefitInProgress, ReplayReport, read_checkpoint, replay_and_train
+from services.recommender.commands import RefitInProgress, ReplayReport, checkpoint_problem, read_checkpoint, replay_and_train
 
 log = logging.getLogger("elmo.feedback_trainer")
 
@@ -124,12 +125,15 @@ class Refitter:
 
 
 def refit_from_log(registry: ModelRegistry, bootstrap_servers: str, seed: int, topic: str) -> Callable[[], ReplayReport]:
-    """The refit the service runs: from the last checkpoint if there is one, else the whole topic."""
+    """The refit the service runs: from the last checkpoint if it is of this topic, all users and the
+    current format, else the whole topic (a format-1 checkpoint's cells include views: rebuilt)."""
 
     def refit() -> ReplayReport:
         checkpoint = read_checkpoint(registry.store)
-        usable = checkpoint is not None and checkpoint["topic"] == topic and checkpoint.get("users_prefix") is None
-        start = "checkpoint" if usable else "earliest"
+        problem = "no checkpoint" if checkpoint is None else checkpoint_problem(checkpoint, topic, None)
+        if checkpoint is not None and problem is not None:
+            log.warning(f"ALS refit replays {topic} from the earliest offset: {problem}")
+        start = "checkpoint" if problem is None else "earliest"
         return replay_and_train(registry, bootstrap_servers, start, seed, topic=topic)
 
     return refit

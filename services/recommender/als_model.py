@@ -1,9 +1,12 @@
 """Collaborative filtering: implicit-feedback ALS (Hu, Koren & Volinsky 2008) with `implicit`.
 
-Fitting: a users x items matrix of accumulated interaction weights (view 1, click 4, purchase 10,
+Fitting: a users x items matrix of accumulated interaction weights (click 4, purchase 10,
 `elmo.interactions.WEIGHTS`) gives the confidence matrix, c = 1 + alpha * weight; implicit's CPU solver
 (conjugate gradient) fits user and item factors. Each user's and each item's update is independent
 of the others in its half-step, so the fit is deterministic for a seed whatever the thread count.
+Views are not fitted on: they are impressions of what the recommender chose to show (the delivery
+reports one per recommendation sent), and fitting them would teach it to show that again; the
+serving side leaves them out of the user's factors the same way (`UserHistory.engagement`).
 
 Serving: a user's factors are recomputed from their current interactions at request time, with
 one k x k solve against the precomputed YtY: the normal equations of implicit's `recalculate_user`,
@@ -20,6 +23,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +68,15 @@ class InteractionLog:
 
     @classmethod
     def from_histories(cls, histories: Mapping[str, UserHistory], item_ids: Sequence[str] | None = None) -> InteractionLog:
-        """One row per (user, item) cell; `item_ids` fixes the item space (others are dropped)."""
-        known = list(item_ids) if item_ids is not None else sorted({i for h in histories.values() for i in h.weights})
+        """One row per (user, item) cell of clicks and purchases (`UserHistory.engagement`: views
+        are impressions, not preference); `item_ids` fixes the item space (others are dropped)."""
+        known = list(item_ids) if item_ids is not None else sorted({i for h in histories.values() for i in h.engagement})
         column = {item: position for position, item in enumerate(known)}
         user_ids = sorted(histories)
         users, items, weights, times, purchases = [], [], [], [], []
         for row, user in enumerate(user_ids):
             history = histories[user]
-            for item, weight in history.weights.items():
+            for item, weight in history.engagement.items():
                 if item in column:
                     users.append(row)
                     items.append(column[item])
@@ -114,18 +119,20 @@ class HeldOut:
     items: np.ndarray  # the held-out item of that user
 
 
-def hold_out_last_purchase(log: InteractionLog, min_purchases: int = 2) -> HeldOut:
+def hold_out_last_purchase(log: InteractionLog, min_purchases: int = 2, eligible: np.ndarray | None = None) -> HeldOut:
     """For users with at least `min_purchases` distinct purchased items, the latest one is held out:
     every interaction of that user with that item leaves the training data, so it must be predicted
-    (not merely recalled from a view)."""
-    bought = np.flatnonzero(log.purchases)
+    (not merely recalled from a click). `eligible` (a mask over the rows) restricts which purchases
+    may be held out (the latest eligible one of each user); the count of purchased items is over all."""
+    purchased = np.flatnonzero(log.purchases)
+    bought = purchased if eligible is None else np.flatnonzero(log.purchases & eligible)
     # Latest purchase per user: sort by (user, time, item) and keep each user's last row.
     tiebreak = log.items[bought] if log.sequence is None else log.sequence[bought]
     order = bought[np.lexsort((log.items[bought], tiebreak, log.times[bought], log.users[bought]))]
     users_sorted = log.users[order]
-    last = np.flatnonzero(np.r_[users_sorted[1:] != users_sorted[:-1], True])
+    last = np.flatnonzero(np.r_[users_sorted[1:] != users_sorted[:-1], True]) if len(order) else np.array([], dtype=np.int64)
     distinct = {}
-    for user, item in zip(log.users[bought], log.items[bought], strict=True):
+    for user, item in zip(log.users[purchased], log.items[purchased], strict=True):
         distinct.setdefault(int(user), set()).add(int(item))
     held_users, held_items = [], []
     for position in last:
@@ -345,23 +352,33 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
 # --- a log replayed from elmo.feedback ----------------------------------------------------------
 
 NO_PURCHASE = (0.0, -1, -1)
+# Fewer held-out users than this and a refit's gate does not judge: a hit-rate over a handful of
+# purchases is noise (see `services.recommender.commands.judge_refit`).
+MIN_HELD_OUT_USERS = 20
 
 
 @dataclass
 class FeedbackCells:
-    """Interactions folded into (user, item) cells: summed weight, and the last purchase as
-    (time, partition, offset), so equal times are ordered by the log. Cells are order-free sums
-    and maxima: the same events give the same cells whichever order (or checkpoint) they come in."""
+    """Clicks and purchases folded into (user, item) cells: summed weight, the last purchase as
+    (time, partition, offset), so equal times are ordered by the log, and the first interaction (which
+    tells whether a version fitted on a range of the log saw the cell). Views are left out (see the
+    module doc). Cells are order-free sums, minima and maxima: the same events give the same cells
+    whichever order (or checkpoint) they come in."""
 
     weights: dict[tuple[str, str], float] = field(default_factory=dict)
     last_purchase: dict[tuple[str, str], tuple[float, int, int]] = field(default_factory=dict)
+    first_seen: dict[tuple[str, str], tuple[float, int, int]] = field(default_factory=dict)
 
-    def add(self, interaction: Interaction, partition: int, offset: int) -> None:
-        cell = (interaction.user_id, interaction.item_id)
+    def add(self, interaction: Interaction, partition: int, offset: int) -> bool:
+        """Fold one interaction in; False for a view, which is not."""
+        if interaction.kind is InteractionKind.VIEW:
+            return False
+        cell, key = (interaction.user_id, interaction.item_id), (interaction.at.timestamp(), partition, offset)
         self.weights[cell] = self.weights.get(cell, 0.0) + interaction.weight
+        self.first_seen[cell] = min(self.first_seen.get(cell, key), key)
         if interaction.kind is InteractionKind.PURCHASE:
-            key = (interaction.at.timestamp(), partition, offset)
             self.last_purchase[cell] = max(self.last_purchase.get(cell, key), key)
+        return True
 
     def __len__(self) -> int:
         return len(self.weights)
@@ -388,6 +405,7 @@ class FeedbackCells:
     def write(self, path: Path) -> None:
         cells = sorted(self.weights)
         purchase = [self.last_purchase.get(c, NO_PURCHASE) for c in cells]
+        first = [self.first_seen[c] for c in cells]
         write_npz(
             path,
             users=np.array([u for u, _ in cells], dtype=str),
@@ -396,6 +414,9 @@ class FeedbackCells:
             purchase_times=np.array([p[0] for p in purchase], dtype=np.float64),
             purchase_partitions=np.array([p[1] for p in purchase], dtype=np.int64),
             purchase_offsets=np.array([p[2] for p in purchase], dtype=np.int64),
+            first_times=np.array([f[0] for f in first], dtype=np.float64),
+            first_partitions=np.array([f[1] for f in first], dtype=np.int64),
+            first_offsets=np.array([f[2] for f in first], dtype=np.int64),
         )
 
     @classmethod
@@ -405,30 +426,75 @@ class FeedbackCells:
         cells = cls()
         for n, (user, item) in enumerate(zip(a["users"].tolist(), a["items"].tolist(), strict=True)):
             cells.weights[(user, item)] = float(a["weights"][n])
+            cells.first_seen[(user, item)] = (float(a["first_times"][n]), int(a["first_partitions"][n]), int(a["first_offsets"][n]))
             if a["purchase_offsets"][n] >= 0:
                 cells.last_purchase[(user, item)] = (float(a["purchase_times"][n]), int(a["purchase_partitions"][n]), int(a["purchase_offsets"][n]))
         return cells
 
+    def purchases_unseen(self, log: InteractionLog, topic: str, seen: FeedbackSeen) -> np.ndarray:
+        """Mask over the rows of `log` (`self.to_log(...)`): purchased cells new to a version fitted
+        on what `seen` says, their first interaction (a record of `topic`) outside it. A cell it saw
+        a click or an earlier purchase of is not new: that version would find it again from memory."""
+        unseen = np.zeros(len(log), dtype=bool)
+        for row in np.flatnonzero(log.purchases):
+            user, item = log.user_ids[log.users[row]], log.item_ids[log.items[row]]
+            at, partition, offset = self.first_seen[(user, item)]
+            unseen[row] = not seen.covers(topic, user, at, partition, offset)
+        return unseen
+
+
+@dataclass(frozen=True)
+class FeedbackSeen:
+    """The feedback a stored version was fitted on, as far as its meta tells: a replay's range (topic,
+    [start, end) offsets per partition, users prefix); for a fit on Redis (`--from redis`), every
+    interaction up to when it was saved; for one on simulated shoppers (or unknown meta), none."""
+
+    topic: str | None = None
+    offsets: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    users_prefix: str | None = None
+    until: float | None = None  # epoch seconds
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any] | None) -> FeedbackSeen:
+        meta = meta or {}
+        data = meta.get("training_data") or {}
+        if "topic" in data and "offsets" in data:
+            offsets = {int(p): (int(r[0]), int(r[1])) for p, r in data["offsets"].items()}
+            return cls(data["topic"], offsets, data.get("users_prefix"))
+        if (meta.get("trained_on") or {}).get("source") == "redis" and meta.get("created_at"):
+            return cls(until=datetime.fromisoformat(meta["created_at"]).timestamp())
+        return cls()
+
+    def covers(self, topic: str, user: str, at: float, partition: int, offset: int) -> bool:
+        if self.until is not None:
+            return at <= self.until
+        if topic != self.topic or (self.users_prefix is not None and not user.startswith(self.users_prefix)):
+            return False
+        start, end = self.offsets.get(partition, (0, 0))
+        return start <= offset < end
+
 
 @dataclass(frozen=True)
 class HeldOutPurchases:
-    """The gate's held-out set: for each user with 2+ purchased items, the last one to predict from
-    the rest of their interactions. Any stored version is scored on it the way it serves (the
-    user's factors solved from their interactions, `AlsModel.user_vector`), so a candidate and the
-    current version are judged on the same users whatever users each was fitted on."""
+    """The gate's held-out set: for each user with 2+ purchased items, the last one (of the eligible
+    ones) to predict from the rest of their clicks and purchases; `train` is the log without those
+    cells. Any stored version is scored on it the way it serves (the user's factors solved from
+    their interactions, `AlsModel.user_vector`), so a candidate and the current version are judged on
+    the same users whatever users each was fitted on."""
 
     histories: tuple[dict[str, float], ...]
     targets: tuple[str, ...]
+    train: InteractionLog | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, log: InteractionLog) -> HeldOutPurchases:
-        held = hold_out_last_purchase(log)
+    def of(cls, log: InteractionLog, eligible: np.ndarray | None = None) -> HeldOutPurchases:
+        held = hold_out_last_purchase(log, eligible=eligible)
         train = held.train.matrix()
         histories = []
         for user in held.users:
             start, end = train.indptr[user], train.indptr[user + 1]
             histories.append({log.item_ids[i]: float(w) for i, w in zip(train.indices[start:end], train.data[start:end], strict=True)})
-        return cls(tuple(histories), tuple(log.item_ids[i] for i in held.items))
+        return cls(tuple(histories), tuple(log.item_ids[i] for i in held.items), held.train)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -444,8 +510,13 @@ class HeldOutPurchases:
             hits += int(row in np.argpartition(-scores, kth=min(k, scores.size - 1))[:k])
         return hits / max(len(self), 1)
 
-    def evaluator(self, k: int = 10) -> Evaluator:
-        def evaluate(found: ModelVersion) -> dict[str, float]:
-            return {f"hit_rate_at_{k}": self.hit_rate(AlsModel.from_version(found), k), "held_out_users": float(len(self))}
+    def evaluator(self, k: int = 10, stand_ins: Mapping[str, AlsModel] | None = None, held_out: str | None = None) -> Evaluator:
+        """A version named in `stand_ins` is scored by the model given for it instead of its own
+        factors (a candidate by its twin fitted on `train`: see `commands.judge_refit`)."""
+        stand_ins = stand_ins or {}
 
-        return Evaluator(f"hit_rate_at_{k}", evaluate, f"last purchase of {len(self)} users of the replayed feedback log")
+        def evaluate(found: ModelVersion) -> dict[str, float]:
+            model = stand_ins.get(found.version) or AlsModel.from_version(found)
+            return {f"hit_rate_at_{k}": self.hit_rate(model, k), "held_out_users": float(len(self))}
+
+        return Evaluator(f"hit_rate_at_{k}", evaluate, held_out or f"last purchase of {len(self)} users of the replayed feedback log")

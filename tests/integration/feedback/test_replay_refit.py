@@ -1,7 +1,9 @@
 """Refitting ALS from elmo.feedback on the real broker: a few hundred purchases and clicks of a
 unique set of users, replayed from a time just before them (other tests write to the same topic:
-`--users-prefix` scopes the replay), twice with one seed -> one version; another seed -> another;
-from the checkpoint -> the version of the whole range again."""
+`--users-prefix` scopes the replay), twice with one seed -> one version; another seed -> another,
+which the gate does not promote (no purchase the current version was not fitted on); from the
+checkpoint -> the version of the whole range again; new purchases of the same users -> a refit the
+gate judges on them."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 USERS, EVENTS_PER_USER = 60, 6
 
 
-def feedback_of_shoppers(prefix: str, seed: int = 3) -> list[dict]:
+def feedback_of_shoppers(prefix: str, seed: int = 3, events_per_user: int = EVENTS_PER_USER) -> list[dict]:
     """Purchases and clicks of USERS users, each within one category of the catalog."""
     rng = random.Random(seed)
     by_category: dict[str, list[str]] = {}
@@ -44,7 +46,7 @@ def feedback_of_shoppers(prefix: str, seed: int = 3) -> list[dict]:
     values = []
     for u in range(USERS):
         liked = by_category[categories[u % len(categories)]]
-        for e in range(EVENTS_PER_USER):
+        for e in range(events_per_user):
             kind = FeedbackKind.RECOMMENDATION_PURCHASED if e % 2 else FeedbackKind.RECOMMENDATION_CLICKED
             event = Feedback(conversation_id=f"{prefix}c{u}", user_id=f"{prefix}u{u:03d}", channel="web", kind=kind,
                              item_id=rng.choice(liked), created_at=datetime.now(UTC))  # fmt: skip
@@ -71,7 +73,7 @@ def test_replaying_the_same_feedback_with_the_same_seed_gives_the_same_version(c
     assert done.returncode == 0, done.stderr
     first = json.loads(done.stdout.strip().splitlines()[-1])
     cli_seconds = time.perf_counter() - started
-    assert first["promoted"] and first["interactions"] == len(values) == USERS * EVENTS_PER_USER
+    assert first["promoted"] and first["interactions"] == len(values) == USERS * EVENTS_PER_USER and first["views"] == 0
     assert first["training_data"]["topic"] == "elmo.feedback" and first["training_data"]["from"] == since.isoformat()
     offsets = first["training_data"]["offsets"]
     assert set(offsets) == {str(p) for p in range(topics.FEEDBACK.partitions)}
@@ -84,10 +86,12 @@ def test_replaying_the_same_feedback_with_the_same_seed_gives_the_same_version(c
     assert again.version == first["version"]
     assert again.decision.promoted and again.decision.reason == "already current; announced again"
 
-    # 3. Another seed: other factors, another version (judged by the gate against the first).
+    # 3. Another seed: other factors, another version; the first was fitted on every purchase of
+    # the range, so none is left to judge the second on, and it is not promoted on nothing.
     other = replay_and_train(registry, bootstrap, since, 8, users_prefix=prefix)
     assert other.version != first["version"]
-    assert "hit_rate_at_10" in other.decision.candidate_metrics and "hit_rate_at_10" in other.decision.current_metrics
+    assert not other.decision.promoted and other.decision.reason.startswith("too few held-out purchases: 0 ")
+    assert registry.store.current_version(MODEL_KIND) == first["version"]
 
     # 4. From the checkpoint (the cells so far + what came since: nothing of these users) -> seed 7's version.
     checkpoint = read_checkpoint(registry.store)
@@ -95,8 +99,17 @@ def test_replaying_the_same_feedback_with_the_same_seed_gives_the_same_version(c
     resumed = replay_and_train(registry, bootstrap, "checkpoint", 7, users_prefix=prefix)
     assert resumed.version == first["version"] and resumed.interactions == 0
     assert {p: r[0] for p, r in resumed.training_data["offsets"].items()} == {p: r[0] for p, r in offsets.items()}
+
+    # 5. The same users buy again: a refit from the checkpoint is judged on those new purchases
+    # (each user's last), the candidate through its twin fitted without them.
+    bought_again = [v for v in feedback_of_shoppers(prefix, seed=4, events_per_user=2) if v["kind"] == FeedbackKind.RECOMMENDATION_PURCHASED]
+    produce(bootstrap, topics.FEEDBACK.name, bought_again)
+    judged = replay_and_train(registry, bootstrap, "checkpoint", 7, users_prefix=prefix)
+    assert judged.interactions == USERS and judged.version != first["version"]
+    assert judged.decision.current_metrics["held_out_users"] == judged.decision.candidate_metrics["held_out_users"] >= USERS // 2
+    assert registry.store.get(MODEL_KIND, judged.version).meta["evaluation"]["baseline"]["version"] == first["version"]
     print(
         f"{len(values)} feedback events of {USERS} users: CLI {cli_seconds:.1f} s (read {first['read_seconds']} s over "
         f"{first['events']} records, fit {first['fit_seconds']} s, gate {first['gate_seconds']} s); in process read "
-        f"{again.read_seconds} s, fit {again.fit_seconds} s; seed 8 gate: {other.decision.reason}"
+        f"{again.read_seconds} s, fit {again.fit_seconds} s; seed 8 gate: {other.decision.reason}; new purchases: {judged.decision.reason}"
     )
