@@ -34,8 +34,8 @@ def trained_model_store(tmp_path_factory: pytest.TempPathFactory):
     from elmo.models.embeddings import SentenceEmbedder
     from elmo.tools.test_data import fetch_vader_ratings
     from elmo.models.intent_model import train as train_nlu
-    from services.sentiment.sentiment_model import find_vader_directory
-    from services.sentiment.sentiment_model import train as train_sentiment
+    from elmo.models.sentiment_model import find_vader_directory
+    from elmo.models.sentiment_model import train as train_sentiment
 
     if reuse := os.environ.get("ELMO_TEST_MODEL_STORE"):
         return ArtifactStore(Path(reuse).resolve())

@@ -3,8 +3,8 @@
 - Views, clicks and purchases of recommended items -> the interaction store the recommender reads.
 - Ratings of a reply, and clicks and purchases from it -> the reply-variant bandit's counts
   (`elmo.reply_bandit`): the reply index says which strategy and variant earned them.
-- Intent corrections -> the corrections collector, which fine-tunes a new nlu head and puts it
-  through the promotion gate (see `corrections.py`).
+- Intent and sentiment corrections -> the corrections collector of their kind, which fine-tunes a
+  new nlu or sentiment head and puts it through the promotion gate (see `corrections.py`).
 
 Nothing is published by the core: a promoted head is announced on elmo.model-updates by the
 registry, from the corrections trainer.
@@ -13,7 +13,7 @@ registry, from the corrections trainer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
@@ -25,9 +25,8 @@ from elmo.runtime.stage import CoreResult
 
 log = logging.getLogger("elmo.feedback_trainer")
 
-REPLY_KINDS = frozenset(
-    {FeedbackKind.REPLY_RATED, FeedbackKind.RECOMMENDATION_CLICKED, FeedbackKind.RECOMMENDATION_PURCHASED, FeedbackKind.INTENT_CORRECTED}
-)
+CORRECTION_KINDS = frozenset({FeedbackKind.INTENT_CORRECTED, FeedbackKind.SENTIMENT_CORRECTED})
+REPLY_KINDS = frozenset({FeedbackKind.REPLY_RATED, FeedbackKind.RECOMMENDATION_CLICKED, FeedbackKind.RECOMMENDATION_PURCHASED}) | CORRECTION_KINDS
 
 
 def reward_for(event: Feedback, reply: ReplyRecord | None) -> Reward | None:
@@ -63,16 +62,17 @@ class FeedbackLearner:
         interactions: InteractionStore,
         learning: ReplyLearningStore,
         rated_per_user_per_hour: int,
-        corrections: CorrectionsSink | None = None,
+        corrections: Mapping[FeedbackKind, CorrectionsSink] | None = None,
         metrics: TrainerMetrics | None = None,
         on_interactions: Callable[[int], None] | None = None,
     ) -> None:
-        """`on_interactions` hears how many new interactions each batch recorded (the ALS refit trigger)."""
+        """`corrections` collects each kind of correction (a kind without a sink is not learnt from);
+        `on_interactions` hears how many new interactions each batch recorded (the ALS refit trigger)."""
         self.interactions = interactions
         self.on_interactions = on_interactions
         self.learning = learning
         self.rated_per_user_per_hour = rated_per_user_per_hour
-        self.corrections = corrections
+        self.corrections = dict(corrections or {})
         self.metrics = metrics or TrainerMetrics()
 
     async def learn(self, events: Sequence[Feedback]) -> list[CoreResult]:
@@ -83,17 +83,18 @@ class FeedbackLearner:
         replies = await self.learning.replies(e.reply_event_id for e in about_replies)  # type: ignore[misc]
         await self._reward(about_replies, replies)
         results: list[CoreResult] = [None] * len(events)
-        corrections = [e for e in events if e.kind is FeedbackKind.INTENT_CORRECTED]
-        if self.corrections is not None and corrections:
-            position = {id(e): i for i, e in enumerate(events)}
-            for event, result in zip(corrections, await self.corrections.collect(corrections, replies), strict=True):
-                results[position[id(event)]] = result
+        position = {id(e): i for i, e in enumerate(events)}
+        for kind, sink in self.corrections.items():
+            corrections = [e for e in events if e.kind is kind]
+            if corrections:
+                for event, result in zip(corrections, await sink.collect(corrections, replies), strict=True):
+                    results[position[id(event)]] = result
         return results
 
     async def _reward(self, events: Sequence[Feedback], replies: dict[str, ReplyRecord]) -> None:
         rewards = []
         for event in events:
-            if event.kind is FeedbackKind.INTENT_CORRECTED:
+            if event.kind in CORRECTION_KINDS:
                 continue
             reward = reward_for(event, replies.get(event.reply_event_id or ""))
             if reward is not None:

@@ -1,18 +1,23 @@
-"""Intent corrections -> a fine-tuned nlu head -> the promotion gate.
+"""Agents' corrections -> a fine-tuned head (nlu intent or sentiment) -> the promotion gate.
 
-An agent's `intent_corrected` feedback names a reply; the reply index gives the customer's text,
-the feedback the right intent. Corrections are kept in Redis (so a restart loses none), at most
-`per_user_per_hour` of them per user (a flood from one account cannot steer the model). When
-`batch` new ones are waiting, or the timer fires with any waiting, the current head is fine-tuned
-(Adam, a few epochs, seeded) on them mixed with a replayed sample of the original training data so
-the other intents are not forgotten, saved as a candidate in the registry and put through its gate
-(held-out accuracy may not fall more than the tolerance). The registry announces a promotion on
-elmo.model-updates and the nlu service swaps the head in.
+A correction (`intent_corrected` or `sentiment_corrected` feedback) names a reply; the reply index
+gives the customer's text, the feedback the right label. Each kind of correction (`CorrectionKind`)
+says which head it fine-tunes, which labels are valid, how that head turns text into features, which
+original training data it replays and which held-out set judges it; the mechanism is the same.
+Corrections are kept in Redis (so a restart loses none), at most `per_user_per_hour` of one kind per
+user (a flood from one account cannot steer the model). When `batch` new ones of a kind are waiting,
+or the timer fires with any waiting, the current head is fine-tuned (Adam, a few epochs, seeded) on
+them mixed with a replayed sample of its original training data so the other labels are not
+forgotten, saved as a candidate in the registry and put through its gate (held-out accuracy may not
+fall more than the tolerance). The registry announces a promotion on elmo.model-updates and the
+serving service (nlu, sentiment) swaps the head in.
 
-Keys (`<prefix>` from `ELMO_LEARNING_KEY_PREFIX`):
-- `<prefix>:corrections:pending`               list of JSON corrections not trained on yet
-- `<prefix>:corrections-applied:<feedback id>`  a correction already collected (or refused)
-- `<prefix>:corrections-rate:<user>:<hour>`     corrections of one user in one hour
+Keys (`<prefix>` from `ELMO_LEARNING_KEY_PREFIX`, `<model kind>` `nlu-intent` or `sentiment`):
+- `<prefix>:corrections:<model kind>:pending`               JSON corrections not trained on yet
+- `<prefix>:corrections-applied:<feedback id>`              a correction already collected (or refused)
+- `<prefix>:corrections-rate:<model kind>:<user>:<hour>`    corrections of one kind, one user, one hour
+- `<prefix>:corrections:pending`                            intent corrections left by versions before
+  per-kind lists; moved to the `nlu-intent` list by `adopt_pending` when the trainer starts
 """
 
 from __future__ import annotations
@@ -32,15 +37,13 @@ import numpy as np
 import redis.asyncio as redis
 from prometheus_client import CollectorRegistry, Counter
 
-from elmo.contracts.events import Feedback
+from elmo.contracts.events import Feedback, FeedbackKind
+from elmo.models import intent_model, sentiment_model
 from elmo.models.classifier import EmbeddingClassifier
 from elmo.models.embeddings import SentenceEmbedder
 from elmo.models.registry import Decision, Evaluator, ModelRegistry
 from elmo.reply_bandit import HOUR_S, Outcome, ReplyRecord
 from elmo.runtime.stage import CoreResult, RejectedInput
-
-# The nlu model's definition (intents, features, training data) is read here, not copied.
-from elmo.models.intent_model import INTENTS, MODEL_KIND, TRAINING_DATA, Example, features, read_examples, training_files
 
 log = logging.getLogger("elmo.feedback_trainer")
 
@@ -59,20 +62,71 @@ return 1
 
 
 @dataclass(frozen=True)
+class CorrectionKind:
+    """What one kind of correction teaches, and how its head is fine-tuned and judged."""
+
+    feedback: FeedbackKind
+    model_kind: str
+    labels: tuple[str, ...]
+    noun: str  # what a label is called, in rejection reasons
+    features: Callable[[np.ndarray, Sequence[str]], np.ndarray]
+    originals: Callable[[], list[tuple[str, str]]]  # (text, label) of the original training data, for replay
+    evaluator: Callable[[SentenceEmbedder], Evaluator]  # the gate's judge, on the trainer's encoder
+
+
+def _intent_originals() -> list[tuple[str, str]]:
+    data = intent_model.TRAINING_DATA
+    examples = [e for e in intent_model.read_examples(data) if e.split == "train"]
+    examples += [e for extra in intent_model.training_files(data)[1:] for e in intent_model.read_examples(extra, train_only=True)]
+    return [(e.text, e.intent) for e in examples]
+
+
+def _sentiment_originals() -> list[tuple[str, str]]:
+    # The brand examples ship with the code; the VADER ratings are a download the trainer may not have.
+    return [(e.text, e.label) for e in sentiment_model.read_brand_examples() if e.split == "train"]
+
+
+INTENT = CorrectionKind(
+    FeedbackKind.INTENT_CORRECTED, intent_model.MODEL_KIND, intent_model.INTENTS, "intent", intent_model.features,
+    _intent_originals, lambda embedder: intent_model.held_out_evaluator(embedder=embedder),
+)  # fmt: skip
+SENTIMENT = CorrectionKind(
+    FeedbackKind.SENTIMENT_CORRECTED, sentiment_model.MODEL_KIND, sentiment_model.LABELS, "sentiment label", sentiment_model.features,
+    _sentiment_originals, lambda embedder: sentiment_model.held_out_evaluator(embedder=embedder),
+)  # fmt: skip
+CORRECTION_KINDS = (INTENT, SENTIMENT)
+# Meta of the current head a fine-tuned one keeps: how it is served (nlu's confidence floor) and
+# evaluated (the seed and sources of sentiment's VADER split).
+INHERITED_META = ("min_confidence", "seed", "vader_sources")
+
+
+def legacy_pending_key(prefix: str) -> str:
+    """The one list of versions before per-kind lists, which held intent corrections only."""
+    return f"{prefix}:corrections:pending"
+
+
+@dataclass(frozen=True)
 class Correction:
     feedback_event_id: str
     user_id: str
     text: str
-    intent: str
+    label: str
     at: float
 
+    @classmethod
+    def from_json(cls, raw: str) -> Correction:
+        fields = json.loads(raw)
+        if "intent" in fields:  # written before sentiment corrections, when every one was an intent
+            fields["label"] = fields.pop("intent")
+        return cls(**fields)
 
-def correction_from(event: Feedback, reply: ReplyRecord | None) -> Correction:
-    """The correction an `intent_corrected` feedback makes; RejectedInput if it can never be used."""
-    if event.corrected_label not in INTENTS:
-        raise RejectedInput(f"corrected_label {event.corrected_label!r} is not a known intent ({', '.join(INTENTS)})")
+
+def correction_from(kind: CorrectionKind, event: Feedback, reply: ReplyRecord | None) -> Correction:
+    """The correction a feedback of `kind` makes; RejectedInput if it can never be used."""
+    if event.corrected_label not in kind.labels:
+        raise RejectedInput(f"corrected_label {event.corrected_label!r} is not a known {kind.noun} ({', '.join(kind.labels)})")
     if not event.reply_event_id:
-        raise RejectedInput("an intent correction needs the reply_event_id of the reply it corrects")
+        raise RejectedInput(f"a {kind.noun} correction needs the reply_event_id of the reply it corrects")
     if reply is None:
         raise RejectedInput(
             f"reply {event.reply_event_id} is not in the reply index (never a reply, or older than ELMO_REPLY_INDEX_TTL_S): no text to relabel"
@@ -92,20 +146,23 @@ class FineTuneConfig:
 
 
 def fine_tune_head(
-    head: EmbeddingClassifier, embedder: SentenceEmbedder, corrections: Sequence[Correction], config: FineTuneConfig = FineTuneConfig()
+    kind: CorrectionKind,
+    head: EmbeddingClassifier,
+    embedder: SentenceEmbedder,
+    corrections: Sequence[Correction],
+    config: FineTuneConfig = FineTuneConfig(),
 ) -> tuple[EmbeddingClassifier, dict[str, Any]]:
-    """A copy of `head` fine-tuned on `corrections` plus a seeded replay of the original training data."""
-    originals = [e for e in read_examples(TRAINING_DATA) if e.split == "train"]
-    originals += [e for extra in training_files(TRAINING_DATA)[1:] for e in read_examples(extra, train_only=True)]
+    """A copy of `head` fine-tuned on `corrections` plus a seeded replay of its original training data."""
+    originals = kind.originals()
     replay = random.Random(config.seed).sample(originals, min(config.replay_examples, len(originals)))
-    examples = [Example(c.text, c.intent, "train") for c in corrections] + replay
-    texts = [e.text for e in examples]
+    examples = [(c.text, c.label) for c in corrections] + replay
+    texts = [text for text, _ in examples]
     weights = np.array([config.correction_weight] * len(corrections) + [1.0] * len(replay), dtype=np.float32)
     tuned = copy.deepcopy(head)
     tuned.config = type(head.config)(**{**asdict(head.config), "seed": config.seed})
-    tuned.fine_tune(features(embedder.encode(texts), texts), [e.intent for e in examples], config.epochs, config.learning_rate, weights)
+    tuned.fine_tune(kind.features(embedder.encode(texts), texts), [label for _, label in examples], config.epochs, config.learning_rate, weights)
     training_data = {
-        "source": "elmo.feedback intent_corrected",
+        "source": f"elmo.feedback {kind.feedback.value}",
         "corrections": len(corrections),
         "users": len({c.user_id for c in corrections}),
         "replayed_examples": len(replay),
@@ -116,9 +173,17 @@ def fine_tune_head(
 
 
 class CorrectionMetrics:
+    """Shared by the trainers of every kind; `model_kind` tells them apart."""
+
     def __init__(self) -> None:
-        self.corrections = Counter("elmo_trainer_corrections", "Intent corrections by outcome (collected, already_counted, rate_limited).", ["outcome"], registry=None)
-        self.fine_tunes = Counter("elmo_trainer_nlu_fine_tunes", "Fine-tuned nlu heads by gate outcome (promoted, rejected, failed).", ["outcome"], registry=None)
+        self.corrections = Counter(
+            "elmo_trainer_corrections", "Corrections by model kind and outcome (collected, already_counted, rate_limited).",
+            ["model_kind", "outcome"], registry=None,
+        )  # fmt: skip
+        self.fine_tunes = Counter(
+            "elmo_trainer_fine_tunes", "Heads fine-tuned on corrections, by model kind and gate outcome (promoted, rejected, failed).",
+            ["model_kind", "outcome"], registry=None,
+        )  # fmt: skip
 
     def register(self, registry: CollectorRegistry) -> None:
         registry.register(self.corrections)
@@ -126,37 +191,36 @@ class CorrectionMetrics:
 
 
 class HeadFineTuner:
-    """Fine-tunes the current head on corrections, saves the candidate and runs the gate (CPU work)."""
+    """Fine-tunes the current head of a kind on corrections, saves the candidate and runs the gate (CPU work)."""
 
-    def __init__(
-        self, registry: ModelRegistry, embedder: SentenceEmbedder, evaluator: Callable[[], Evaluator], config: FineTuneConfig = FineTuneConfig()
-    ) -> None:
+    def __init__(self, kind: CorrectionKind, registry: ModelRegistry, embedder: SentenceEmbedder, config: FineTuneConfig = FineTuneConfig()) -> None:
+        self.kind = kind
         self.registry = registry
         self.embedder = embedder
         self.config = config
-        self._evaluator_factory = evaluator
         self._evaluator: Evaluator | None = None
 
     def __call__(self, corrections: Sequence[Correction]) -> Decision:
-        current = self.registry.store.current(MODEL_KIND)
-        head, training_data = fine_tune_head(EmbeddingClassifier.load(current.path), self.embedder, corrections, self.config)
-        record = self.registry.register(
-            MODEL_KIND, head.save, training_data=training_data, embedding_model=self.embedder.version,
-            min_confidence=current.meta.get("min_confidence"),
-        )  # fmt: skip
+        model_kind = self.kind.model_kind
+        current = self.registry.store.current(model_kind)
+        head, training_data = fine_tune_head(self.kind, EmbeddingClassifier.load(current.path), self.embedder, corrections, self.config)
+        inherited = {key: current.meta[key] for key in INHERITED_META if key in current.meta}
+        record = self.registry.register(model_kind, head.save, training_data=training_data, embedding_model=self.embedder.version, **inherited)
         if self._evaluator is None:
-            self._evaluator = self._evaluator_factory()  # loads the held-out set once, on first use
-        return self.registry.promote_if_better(MODEL_KIND, record.version, self._evaluator)
+            self._evaluator = self.kind.evaluator(self.embedder)  # loads the held-out set once, on first use
+        return self.registry.promote_if_better(model_kind, record.version, self._evaluator)
 
 
 class CorrectionTrainer:
-    """Collects corrections (the feedback-trainer's `CorrectionsSink`) and fine-tunes when enough wait."""
+    """Collects the corrections of one kind (a `CorrectionsSink` of the feedback-trainer) and
+    fine-tunes when enough wait."""
 
     def __init__(
         self,
         client: redis.Redis,
         fine_tune: Callable[[Sequence[Correction]], Decision],
         *,
+        kind: CorrectionKind,
         prefix: str,
         batch: int,
         per_user_per_hour: int,
@@ -165,6 +229,7 @@ class CorrectionTrainer:
     ) -> None:
         self._client = client
         self.fine_tune = fine_tune
+        self.kind = kind
         self.prefix = prefix
         self.batch = batch
         self.per_user_per_hour = per_user_per_hour
@@ -176,20 +241,20 @@ class CorrectionTrainer:
 
     @property
     def pending_key(self) -> str:
-        return f"{self.prefix}:corrections:pending"
+        return f"{self.prefix}:corrections:{self.kind.model_kind}:pending"
 
     async def collect(self, events: Sequence[Feedback], replies: dict[str, ReplyRecord]) -> list[CoreResult]:
         results: list[CoreResult] = []
         usable: list[Correction] = []
         for event in events:
             try:
-                usable.append(correction_from(event, replies.get(event.reply_event_id or "")))
+                usable.append(correction_from(self.kind, event, replies.get(event.reply_event_id or "")))
                 results.append(None)
             except RejectedInput as error:
                 results.append(error)
         outcomes = await self.add(usable)
         for outcome in outcomes:
-            self.metrics.corrections.labels({Outcome.COUNTED: "collected"}.get(outcome, outcome.name.lower())).inc()
+            self.metrics.corrections.labels(self.kind.model_kind, {Outcome.COUNTED: "collected"}.get(outcome, outcome.name.lower())).inc()
         if Outcome.COUNTED in outcomes and await self.pending() >= self.batch:
             self.train_in_background()
         return results
@@ -202,7 +267,7 @@ class CorrectionTrainer:
                 await self._collect(
                     keys=[
                         f"{self.prefix}:corrections-applied:{c.feedback_event_id}",
-                        f"{self.prefix}:corrections-rate:{c.user_id}:{int(c.at // HOUR_S)}",
+                        f"{self.prefix}:corrections-rate:{self.kind.model_kind}:{c.user_id}:{int(c.at // HOUR_S)}",
                         self.pending_key,
                     ],
                     args=[json.dumps(asdict(c)), self.per_user_per_hour, 2 * HOUR_S, self.applied_ttl_s],
@@ -210,6 +275,13 @@ class CorrectionTrainer:
                 )
             results = await pipe.execute()
         return [Outcome(int(r)) for r in results]
+
+    async def adopt_pending(self, key: str) -> int:
+        """Moves what waits in `key` (a list an earlier version kept) to the end of this kind's list."""
+        moved = 0
+        while await self._client.lmove(key, self.pending_key, "LEFT", "RIGHT") is not None:
+            moved += 1
+        return moved
 
     async def pending(self) -> int:
         return int(await self._client.llen(self.pending_key))
@@ -220,7 +292,7 @@ class CorrectionTrainer:
             pipe.lrange(self.pending_key, 0, -1)
             pipe.delete(self.pending_key)
             raw, _ = await pipe.execute()
-        return [Correction(**json.loads(r)) for r in raw]
+        return [Correction.from_json(r) for r in raw]
 
     def train_in_background(self) -> None:
         if self._training is None or self._training.done():
@@ -231,21 +303,22 @@ class CorrectionTrainer:
         corrections = await self.take_pending()
         if not corrections:
             return None
+        model_kind = self.kind.model_kind
         started = time.monotonic()
         try:
             decision = await anyio.to_thread.run_sync(self.fine_tune, corrections)
         except Exception:
-            self.metrics.fine_tunes.labels("failed").inc()
-            log.exception("nlu fine-tune failed; its corrections are put back", extra={"fields": {"corrections": len(corrections)}})
+            self.metrics.fine_tunes.labels(model_kind, "failed").inc()
+            log.exception(f"{model_kind} fine-tune failed; its corrections are put back", extra={"fields": {"corrections": len(corrections)}})
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.lpush(self.pending_key, *[json.dumps(asdict(c)) for c in reversed(corrections)])
                 await pipe.execute()
             return None
         outcome = "promoted" if decision.promoted else "rejected"
-        self.metrics.fine_tunes.labels(outcome).inc()
+        self.metrics.fine_tunes.labels(model_kind, outcome).inc()
         self.decisions.append(decision)
         log.info(
-            f"nlu head fine-tuned on corrections: {outcome}",
+            f"{model_kind} head fine-tuned on corrections: {outcome}",
             extra={"fields": {"version": decision.version, "reason": decision.reason, "corrections": len(corrections),
                               "seconds": round(time.monotonic() - started, 2)}},
         )  # fmt: skip

@@ -1,6 +1,6 @@
 """The feedback-trainer service: elmo.feedback -> interaction store and reply-bandit counts (Redis),
-and intent corrections -> a fine-tuned nlu head, announced on elmo.model-updates by the model
-registry when it passes the promotion gate."""
+and intent and sentiment corrections -> a fine-tuned nlu or sentiment head, announced on
+elmo.model-updates by the model registry when it passes the promotion gate."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import redis.asyncio as redis
 from prometheus_client import CollectorRegistry
 
 from elmo.contracts import topics
-from elmo.contracts.events import Feedback
+from elmo.contracts.events import Feedback, FeedbackKind
 from elmo.interactions import InteractionStore
 from elmo.models.artifacts import ArtifactStore
 from elmo.models.embeddings import LazyEmbedder
@@ -21,13 +21,15 @@ from elmo.reply_bandit import ReplyLearningStore
 from elmo.runtime import Stage, run_stage
 from elmo.runtime.model_updates import KafkaAnnouncer
 from services.feedback_trainer.core import FeedbackLearner, TrainerMetrics
-from services.feedback_trainer.corrections import CorrectionMetrics, CorrectionTrainer, FineTuneConfig, HeadFineTuner
+from services.feedback_trainer.corrections import (
+    CORRECTION_KINDS, INTENT, CorrectionMetrics, CorrectionTrainer, FineTuneConfig, HeadFineTuner, legacy_pending_key,
+)  # fmt: skip
 from services.feedback_trainer.refit import RefitMetrics, Refitter, RefitTrigger, refit_from_log
 from services.feedback_trainer.settings import FeedbackTrainerSettings
-from elmo.models.intent_model import held_out_evaluator
 
 
-def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetrics) -> CorrectionTrainer:
+def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetrics) -> dict[FeedbackKind, CorrectionTrainer]:
+    """One trainer per kind of correction (intent, sentiment); they share the registry and the encoder."""
     registry = ModelRegistry(
         ArtifactStore(settings.model_store),
         KafkaAnnouncer(settings.kafka_bootstrap_servers, settings.model_updates_topic),
@@ -36,16 +38,19 @@ def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetr
     config = FineTuneConfig(epochs=settings.trainer_fine_tune_epochs, replay_examples=settings.trainer_replay_examples)
     # MiniLM loads on the first fine-tune, not at start: most trainers see no correction for a while.
     embedder = LazyEmbedder(threads=settings.model_threads)
-    tuner = HeadFineTuner(registry, embedder, lambda: held_out_evaluator(embedder=embedder), config)
-    return CorrectionTrainer(
-        redis.Redis.from_url(settings.redis_url, decode_responses=True),
-        tuner,
-        prefix=settings.learning_key_prefix,
-        batch=settings.trainer_corrections_batch,
-        per_user_per_hour=settings.trainer_corrections_per_user_per_hour,
-        applied_ttl_s=settings.reply_index_ttl_s,
-        metrics=metrics,
-    )
+    return {
+        kind.feedback: CorrectionTrainer(
+            redis.Redis.from_url(settings.redis_url, decode_responses=True),
+            HeadFineTuner(kind, registry, embedder, config),
+            kind=kind,
+            prefix=settings.learning_key_prefix,
+            batch=settings.trainer_corrections_batch,
+            per_user_per_hour=settings.trainer_corrections_per_user_per_hour,
+            applied_ttl_s=settings.reply_index_ttl_s,
+            metrics=metrics,
+        )
+        for kind in CORRECTION_KINDS
+    }
 
 
 def build_refitter(settings: FeedbackTrainerSettings, metrics: RefitMetrics) -> Refitter:
@@ -60,20 +65,22 @@ def build_refitter(settings: FeedbackTrainerSettings, metrics: RefitMetrics) -> 
 
 def build_stage(settings: FeedbackTrainerSettings) -> Stage:
     learner: FeedbackLearner | None = None
-    timer: asyncio.Task | None = None
+    corrections: dict[FeedbackKind, CorrectionTrainer] = {}
+    timers: list[asyncio.Task] = []
     refitter: Refitter | None = None
     refit_timer: asyncio.Task | None = None
     metrics, correction_metrics, refit_metrics = TrainerMetrics(), CorrectionMetrics(), RefitMetrics()
 
     async def open_stores() -> None:
-        nonlocal learner, timer, refitter, refit_timer
-        corrections = None
+        nonlocal learner, refitter, refit_timer
         if settings.trainer_refit:
             refitter = build_refitter(settings, refit_metrics)
             refit_timer = asyncio.get_running_loop().create_task(refitter.run_timer())
         if settings.trainer_corrections:
-            corrections = await anyio.to_thread.run_sync(build_corrections, settings, correction_metrics)
-            timer = asyncio.get_running_loop().create_task(corrections.run_timer(settings.trainer_corrections_interval_s))
+            corrections.update(await anyio.to_thread.run_sync(build_corrections, settings, correction_metrics))
+            await corrections[INTENT.feedback].adopt_pending(legacy_pending_key(settings.learning_key_prefix))
+            for trainer in corrections.values():
+                timers.append(asyncio.get_running_loop().create_task(trainer.run_timer(settings.trainer_corrections_interval_s)))
         learner = FeedbackLearner(
             InteractionStore.from_url(settings.redis_url, settings),
             ReplyLearningStore.from_url(settings.redis_url, settings),
@@ -88,15 +95,15 @@ def build_stage(settings: FeedbackTrainerSettings) -> Stage:
         return await learner.learn(events)
 
     async def close() -> None:
-        if timer is not None:
+        for timer in timers:
             timer.cancel()
         if refit_timer is not None:
             refit_timer.cancel()
         if refitter is not None:
             await refitter.close()
+        for trainer in corrections.values():
+            await trainer.close()
         if learner is not None:
-            if isinstance(learner.corrections, CorrectionTrainer):
-                await learner.corrections.close()
             await learner.interactions.close()
             await learner.learning.close()
 
@@ -114,7 +121,7 @@ def build_stage(settings: FeedbackTrainerSettings) -> Stage:
         on_start=open_stores,
         on_stop=close,
         register_metrics=register_metrics,
-        description="Interactions for the recommender (and ALS refits from the log), rewards for the reply bandit, corrections for the nlu head.",
+        description="Interactions for the recommender (and ALS refits from the log), rewards for the reply bandit, corrections for the nlu and sentiment heads.",
     )
 
 

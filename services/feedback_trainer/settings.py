@@ -15,14 +15,16 @@ class FeedbackTrainerSettings(RuntimeSettings, InteractionSettings, ReplyLearnin
     trainer_rated_per_user_per_hour: int = Field(
         10, ge=0, description="Most reply ratings of one user counted per hour (the rest are ignored: a guard against poisoning)."
     )
-    trainer_corrections: bool = Field(True, description="Fine-tune the nlu head on agents' intent corrections (through the promotion gate).")
-    trainer_corrections_batch: int = Field(20, ge=1, description="Fine-tune as soon as this many new intent corrections wait.")
+    trainer_corrections: bool = Field(
+        True, description="Fine-tune the nlu and sentiment heads on agents' intent and sentiment corrections (through the promotion gate)."
+    )
+    trainer_corrections_batch: int = Field(20, ge=1, description="Fine-tune a head as soon as this many new corrections of its kind wait.")
     trainer_corrections_interval_s: float = Field(3600.0, gt=0, description="Also fine-tune on whatever corrections wait, this often.")
     trainer_corrections_per_user_per_hour: int = Field(
-        5, ge=0, description="Most intent corrections of one user collected per hour (a flood from one account counts this many)."
+        5, ge=0, description="Most corrections of one kind from one user collected per hour (a flood from one account counts this many)."
     )
     trainer_fine_tune_epochs: int = Field(8, ge=1, description="Adam epochs over corrections + replayed examples.")
-    trainer_replay_examples: int = Field(600, ge=0, description="Original training examples replayed with the corrections (so old intents stay).")
+    trainer_replay_examples: int = Field(600, ge=0, description="Original training examples replayed with the corrections (so the other labels stay).")
     trainer_refit: bool = Field(True, description="Refit the recommender's ALS model from the feedback log (through the promotion gate).")
     trainer_refit_after: int = Field(500, ge=1, description="Refit as soon as this many new interactions (views, clicks, purchases) arrived.")
     trainer_refit_interval_s: float = Field(3600.0, gt=0, description="Also refit this often if any arrived (and once, this long after start).")

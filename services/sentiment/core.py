@@ -8,7 +8,7 @@ import numpy as np
 
 from elmo.contracts.events import Sentiment, SentimentScored, Understanding
 from elmo.models.embeddings import vector_from_b64
-from services.sentiment.sentiment_model import SentimentModel
+from elmo.models.sentiment_model import SentimentModel
 
 
 def embeddings_for(events: Sequence[Understanding], model: SentimentModel) -> tuple[np.ndarray, int]:

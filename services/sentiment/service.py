@@ -8,21 +8,14 @@ from __future__ import annotations
 
 from elmo.contracts import topics
 from elmo.contracts.events import Understanding
-from elmo.models.artifacts import ArtifactStore, ModelVersion
-from elmo.models.classifier import EmbeddingClassifier
+from elmo.models.artifacts import ArtifactStore
 from elmo.models.embeddings import SentenceEmbedder
 from elmo.models.registry import Evaluator
+from elmo.models.sentiment_model import MODEL_KIND, SentimentModel, load_sentiment_model
+from elmo.models.sentiment_model import held_out_evaluator as sentiment_held_out_evaluator
 from elmo.runtime import ModelSlot, Stage, run_stage
 from services.sentiment.core import score_batch
-from services.sentiment.sentiment_model import MODEL_KIND, SentimentModel, evaluate, read_brand_examples
 from services.sentiment.settings import SentimentSettings
-
-
-def sentiment_model(version: ModelVersion, embedder: SentenceEmbedder) -> SentimentModel:
-    trained_with = version.meta.get("embedding_model")
-    if trained_with not in (None, embedder.version):
-        raise ValueError(f"{MODEL_KIND} {version.version} was trained on {trained_with} embeddings, this service has {embedder.version}")
-    return SentimentModel(embedder, EmbeddingClassifier.load(version.path), version.version)
 
 
 def build_stage(settings: SentimentSettings) -> Stage:
@@ -33,7 +26,7 @@ def build_stage(settings: SentimentSettings) -> Stage:
         if embedder is None:  # the encoder is shared by every head version
             embedder = SentenceEmbedder(threads=settings.model_threads)
         found = ArtifactStore(settings.model_store).get_or_current(MODEL_KIND, version)
-        return sentiment_model(found, embedder), found.version
+        return load_sentiment_model(found, embedder), found.version
 
     def score(events: list[Understanding], model: SentimentModel):  # noqa: ANN202 - CPU work: the runtime runs it in a thread
         return score_batch(events, model)
@@ -51,16 +44,9 @@ def build_stage(settings: SentimentSettings) -> Stage:
 
 
 def held_out_evaluator(settings: SentimentSettings | None = None) -> Evaluator:
-    """The promotion gate's judge: accuracy on the held-out brand examples (no downloaded data needed)."""
+    """The promotion gate's judge for this service's settings (see `elmo.models.sentiment_model`)."""
     settings = settings or SentimentSettings()
-    embedder = SentenceEmbedder(threads=settings.model_threads)
-    held_out = [e for e in read_brand_examples() if e.split == "test"]
-
-    def judge(version: ModelVersion) -> dict[str, float]:
-        report = evaluate(sentiment_model(version, embedder), held_out)["brand"]["model"]
-        return {"brand_accuracy": report["accuracy"], "brand_macro_f1": report["macro_f1"]}
-
-    return Evaluator("brand_accuracy", judge, f"held-out brand examples of brand_examples.jsonl ({len(held_out)} messages)")
+    return sentiment_held_out_evaluator(settings.model_threads)
 
 
 def main() -> None:

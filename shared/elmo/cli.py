@@ -431,7 +431,7 @@ def train_sentiment(
     """Train the sentiment head on the VADER human-rated data plus our brand examples."""
     from elmo.models.embeddings import SentenceEmbedder
     from elmo.tools.test_data import fetch_vader_ratings
-    from services.sentiment.sentiment_model import MODEL_KIND, find_vader_directory, train
+    from elmo.models.sentiment_model import MODEL_KIND, find_vader_directory, train
 
     if if_missing and _store(store).current_version(MODEL_KIND):
         typer.echo(f"{MODEL_KIND}: current version {_store(store).current_version(MODEL_KIND)} kept")
@@ -533,7 +533,7 @@ def eval_sentiment(store: Path | None = STORE_OPTION) -> None:
     """Accuracy of the current sentiment model and of VADER alone, per held-out set."""
     from elmo.models.embeddings import SentenceEmbedder
     from elmo.tools.test_data import fetch_vader_ratings
-    from services.sentiment.sentiment_model import SentimentModel, evaluate, find_vader_directory, read_brand_examples, read_vader
+    from elmo.models.sentiment_model import SentimentModel, evaluate, find_vader_directory, read_brand_examples, read_vader
 
     model = SentimentModel.load(_store(store), SentenceEmbedder())
     seed = int(_store(store).current("sentiment").meta.get("seed", 13))
@@ -570,7 +570,7 @@ def sentiment(
 ) -> None:
     """Sentiment label and score per input, one JSON line each."""
     from elmo.models.embeddings import SentenceEmbedder
-    from services.sentiment.sentiment_model import SentimentModel
+    from elmo.models.sentiment_model import SentimentModel
 
     rows = _text_rows(text, file)
     model = SentimentModel.load(_store(store), SentenceEmbedder())

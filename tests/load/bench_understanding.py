@@ -376,8 +376,8 @@ def train_models(model_store: Path) -> dict:
     from elmo.models.embeddings import SentenceEmbedder
     from elmo.tools.test_data import fetch_vader_ratings
     from elmo.models.intent_model import train as train_nlu
-    from services.sentiment.sentiment_model import find_vader_directory
-    from services.sentiment.sentiment_model import train as train_sentiment
+    from elmo.models.sentiment_model import find_vader_directory
+    from elmo.models.sentiment_model import train as train_sentiment
 
     store = ArtifactStore(model_store)
     embedder = SentenceEmbedder()

@@ -86,7 +86,9 @@ class EmbeddingClassifier:
 
     def fine_tune(self, features: np.ndarray, targets: list[str], epochs: int = 5, learning_rate: float = 5e-4,
                   sample_weights: np.ndarray | None = None) -> None:
-        """A few Adam steps on new examples (the caller mixes in replayed old ones)."""
+        """A few Adam steps on new examples (the caller mixes in replayed old ones); seeded like `fit`
+        (dropout draws from torch's global generator, so without it a fine-tune varied run to run)."""
+        torch.manual_seed(self.config.seed)
         index = {label: i for i, label in enumerate(self.labels)}
         x = torch.from_numpy(np.asarray(features, dtype=np.float32))
         y = torch.tensor([index[t] for t in targets])

@@ -20,7 +20,7 @@ from elmo.models.artifacts import ArtifactStore
 from elmo.reply_bandit import ReplyLearningStore, ReplyRecord
 from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.topic_admin import create_topics
-from services.feedback_trainer.corrections import CorrectionTrainer
+from services.feedback_trainer.corrections import INTENT, CorrectionTrainer
 from elmo.models.intent_model import MODEL_KIND
 from tests.integration.kafka_io import ServiceProcess, consume, produce, start_group_at_end
 from tests.unit.feedback_trainer.test_corrections import TARGET, ZORBLAX
@@ -36,7 +36,7 @@ def test_a_flood_of_corrections_from_one_user_counts_at_most_the_cap(connections
 
     async def run() -> None:
         client = redis.Redis.from_url(connections.redis_url, decode_responses=True)
-        trainer = CorrectionTrainer(client, must_not_train, prefix=prefix, batch=20, per_user_per_hour=5, applied_ttl_s=600)
+        trainer = CorrectionTrainer(client, must_not_train, kind=INTENT, prefix=prefix, batch=20, per_user_per_hour=5, applied_ttl_s=600)
         reply = ReplyRecord("r-1", "greet", "greet:0", "greeting", "hello", "c1", "u1")
         flood = [Feedback(conversation_id="c1", user_id="troll", channel="web", kind=FeedbackKind.INTENT_CORRECTED,
                           reply_event_id="r-1", corrected_label="complaint") for _ in range(200)]  # fmt: skip

@@ -13,8 +13,8 @@ from elmo.models.embeddings import SentenceEmbedder
 from elmo.models.registry import ModelRegistry
 from elmo.reply_bandit import ReplyRecord
 from elmo.runtime.stage import RejectedInput
-from services.feedback_trainer.corrections import Correction, HeadFineTuner, correction_from
-from elmo.models.intent_model import INTENTS, MODEL_KIND, held_out_evaluator, read_examples
+from services.feedback_trainer.corrections import INTENT, Correction, HeadFineTuner, correction_from
+from elmo.models.intent_model import INTENTS, MODEL_KIND, read_examples
 from elmo.models.intent_model import load_intent_model as intent_model
 
 # A product the training data has never seen; the brand wants "zorblax" messages read as purchases.
@@ -29,7 +29,7 @@ TARGET = "purchase"
 
 
 def tuner(store: ArtifactStore, embedder: SentenceEmbedder) -> HeadFineTuner:
-    return HeadFineTuner(ModelRegistry(store, tolerance=0.01), embedder, held_out_evaluator)
+    return HeadFineTuner(INTENT, ModelRegistry(store, tolerance=0.01), embedder)
 
 
 def predicted(store: ArtifactStore, embedder: SentenceEmbedder, texts: list[str], version: str | None = None) -> list[str]:
@@ -77,8 +77,8 @@ def correction_feedback(label: str | None, reply_event_id: str | None = "r-1") -
 
 
 def test_a_correction_takes_the_text_from_the_reply_index_and_the_label_from_the_feedback() -> None:
-    found = correction_from(correction_feedback("purchase"), reply())
-    assert (found.text, found.intent, found.user_id, found.feedback_event_id) == ("is the zorblax any good", "purchase", "agent-1", "fb-9")
+    found = correction_from(INTENT, correction_feedback("purchase"), reply())
+    assert (found.text, found.label, found.user_id, found.feedback_event_id) == ("is the zorblax any good", "purchase", "agent-1", "fb-9")
 
 
 @pytest.mark.parametrize(
@@ -93,4 +93,4 @@ def test_a_correction_takes_the_text_from_the_reply_index_and_the_label_from_the
 )
 def test_unusable_corrections_are_rejected_with_the_reason(event: Feedback, found: ReplyRecord | None, reason: str) -> None:
     with pytest.raises(RejectedInput, match=reason):
-        correction_from(event, found)
+        correction_from(INTENT, event, found)

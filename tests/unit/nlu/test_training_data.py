@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-SERVICES = Path(__file__).resolve().parents[3] / "services"
-INTENTS_DIR = Path(__file__).resolve().parents[3] / "shared" / "elmo" / "models" / "training_data" / "intents"
+TRAINING_DATA = Path(__file__).resolve().parents[3] / "shared" / "elmo" / "models" / "training_data"
+INTENTS_DIR = TRAINING_DATA / "intents"
 INTENTS_FILE = INTENTS_DIR / "intents.jsonl"
-SENTIMENT_FILE = SERVICES / "sentiment" / "training_data" / "brand_examples.jsonl"
+SENTIMENT_FILE = TRAINING_DATA / "sentiment" / "brand_examples.jsonl"
 INTENTS = {
     "greeting", "goodbye", "thanks", "product_inquiry", "price_inquiry", "purchase", "recommendation_request",
     "promotion_inquiry", "order_status", "return_refund", "complaint", "shipping_info", "store_info",

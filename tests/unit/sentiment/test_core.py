@@ -7,7 +7,7 @@ from elmo.contracts.events import Intent, InboundMessage, Understanding, Utteran
 from elmo.models.classifier import EmbeddingClassifier, HeadConfig
 from elmo.models.embeddings import SentenceEmbedder, vector_to_b64
 from services.sentiment.core import embeddings_for, score_batch
-from services.sentiment.sentiment_model import LABELS, SentimentModel, features, label_for_rating
+from elmo.models.sentiment_model import LABELS, SentimentModel, features, label_for_rating
 
 TRAIN = [
     ("i love it, thank you so much!", "positive"), ("amazing service 😍", "positive"), ("great, works perfectly", "positive"),

@@ -5,14 +5,18 @@ Training data:
   vaderSentiment 3.3.2 source distribution (`elmo data fetch` puts them under
   `.local/test-data/vader/`): tweets, Amazon reviews, movie reviews and NYT editorials, each with
   the mean of ~20 raters on -4..+4. Mean >= +0.5 is positive, <= -0.5 negative, else neutral;
-- `training_data/brand_examples.jsonl`: customer messages written for this brand's domain
-  (polite requests are neutral, sarcasm is negative, emoji carry sentiment).
+- `training_data/sentiment/brand_examples.jsonl`: customer messages written for this brand's
+  domain (polite requests are neutral, sarcasm is negative, emoji carry sentiment).
 Each source is split 80/20 with a fixed seed; the 20 % parts are the held-out sets.
 Features: the sentence embedding plus VADER's four lexicon scores (neg, neu, pos, compound). The
 lexicon alone is the baseline; the head learns when to trust it (it rates polite requests as
 positive, and misses sarcasm) from the embedding. On the VADER tweets, embeddings alone gave 0.75
 held-out accuracy and embeddings + lexicon 0.82 (3 classes).
 The score in [-1, 1] is P(positive) - P(negative).
+
+The head is a versioned artefact (kind `sentiment`) in the model store: `elmo train sentiment`
+makes one, the sentiment service serves it and the feedback-trainer fine-tunes it on agents'
+corrections, which is why it lives here and not in the service.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from elmo.models.artifacts import ArtifactStore, ModelVersion
 from elmo.models.classifier import EmbeddingClassifier, HeadConfig
 from elmo.models.embeddings import SentenceEmbedder
 from elmo.models.evaluation import ClassificationReport, classification_report
+from elmo.models.registry import Evaluator
 
 MODEL_KIND = "sentiment"
 LABELS = ("negative", "neutral", "positive")
-BRAND_EXAMPLES = Path(__file__).parent / "training_data" / "brand_examples.jsonl"
+BRAND_EXAMPLES = Path(__file__).parent / "training_data" / "sentiment" / "brand_examples.jsonl"
 VADER_SOURCES = {
     "tweets": "tweets_GroundTruth.txt",
     "amazon": "amazonReviewSnippets_GroundTruth.txt",
@@ -227,3 +232,24 @@ def train(
         make_current=make_current,
     )
     return version, results
+
+
+def load_sentiment_model(version: ModelVersion, embedder: SentenceEmbedder) -> SentimentModel:
+    """The head of `version` on `embedder`; refuses a head trained on another embedding model."""
+    trained_with = version.meta.get("embedding_model")
+    if trained_with not in (None, embedder.version):
+        raise ValueError(f"{MODEL_KIND} {version.version} was trained on {trained_with} embeddings, this one has {embedder.version}")
+    return SentimentModel(embedder, EmbeddingClassifier.load(version.path), version.version)
+
+
+def held_out_evaluator(threads: int = 2, embedder: SentenceEmbedder | None = None) -> Evaluator:
+    """The promotion gate's judge: accuracy on the held-out brand examples (no downloaded data
+    needed; with the caller's encoder when it has one, so a trainer holds one MiniLM, not two)."""
+    embedder = embedder or SentenceEmbedder(threads=threads)
+    held_out = [e for e in read_brand_examples() if e.split == "test"]
+
+    def judge(version: ModelVersion) -> dict[str, float]:
+        report = evaluate(load_sentiment_model(version, embedder), held_out)["brand"]["model"]
+        return {"brand_accuracy": report["accuracy"], "brand_macro_f1": report["macro_f1"]}
+
+    return Evaluator("brand_accuracy", judge, f"held-out brand examples of brand_examples.jsonl ({len(held_out)} messages)")
