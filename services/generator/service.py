@@ -1,4 +1,9 @@
-"""The generator service: elmo.recommendations -> elmo.replies (grounded reply per turn)."""
+"""The generator service: elmo.recommendations -> elmo.replies (grounded reply per turn).
+
+With rephrasing on, the language model is hot-swappable: the runtime loads the store's current
+`generator-rephraser` version with `load_model` (the packaged GGUF while the store has none),
+hands it to `reply` with every batch and swaps in versions announced on elmo.model-updates.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,15 @@ from elmo.brand.profile import load_profile
 from elmo.contracts import topics
 from elmo.contracts.events import Recommended
 from elmo.dialogue import DialogueStore
+from elmo.models.artifacts import ArtifactStore
+from elmo.models.registry import Evaluator
+from elmo.models.rephraser import MODEL_KIND as REPHRASER_KIND
+from elmo.models.rephraser import RephraserModel, RephrasingLog
 from elmo.reply_bandit import ReplyLearningStore
 from elmo.runtime import ModelSlot, Stage, run_stage
 from services.generator.core import ReplyGenerator
 from services.generator.policy import Brand, stable_variant
-from services.generator.rephrase import MODEL_NAME, Rephraser
+from services.generator.rephrase import RephraseMetrics, Rephraser, judge
 from services.generator.settings import GeneratorSettings
 from services.generator.templates import load_templates
 from services.generator.variant_policy import ThompsonVariantPolicy
@@ -25,34 +34,45 @@ def load_brand() -> Brand:
 
 
 def build_stage(settings: GeneratorSettings) -> Stage:
-    # Templates are the model; with rephrasing on, readiness also waits for the language model.
-    slot = ModelSlot("reply-policy")
-    rephraser: Rephraser | None = None
+    # Templates are the model; with rephrasing on, the slot is the language model's kind and
+    # readiness also waits for it.
+    slot = ModelSlot(REPHRASER_KIND if settings.generator_rephrase else "reply-policy")
     generator: ReplyGenerator | None = None
     learning: ReplyLearningStore | None = None
     bandit: ThompsonVariantPolicy | None = None
-    registries: list[CollectorRegistry] = []
+    metrics: RephraseMetrics | None = None
+    tokenizer = None  # the same for every version: built once (most of a first load's ~20 s)
+
+    def load_rephraser(version: str | None) -> tuple[Rephraser, str]:
+        nonlocal tokenizer
+        store = ArtifactStore(settings.model_store)
+        found = store.get_or_current(REPHRASER_KIND, version) if version or store.current_version(REPHRASER_KIND) else None
+        model = RephraserModel.load(found, settings.model_threads, tokenizer)
+        tokenizer = model.tokenizer
+        return Rephraser(model, settings.generator_rephrase_max_new_tokens, metrics), model.version
 
     async def load() -> None:
-        nonlocal generator, rephraser, learning, bandit
-        if settings.generator_rephrase:
-            rephraser = Rephraser(settings.generator_rephrase_max_new_tokens, settings.model_threads)
-            for registry in registries:
-                rephraser.register_metrics(registry)
+        nonlocal generator, learning, bandit
         brand = load_brand()
         dialogue = DialogueStore.from_url(settings.redis_url, settings.generator_context_ttl_s)
         learning = ReplyLearningStore.from_url(settings.redis_url, settings)
         if settings.generator_bandit:
             bandit = ThompsonVariantPolicy(learning.counts, brand.templates.strategies, settings.generator_bandit_refresh_s)
             await bandit.refresh()
-        generator = ReplyGenerator(brand, dialogue, choose_variant=bandit or stable_variant, rephraser=rephraser, reply_index=learning)
-        slot.set_loaded("templates" + (f"+{MODEL_NAME}" if rephraser else ""))
+        rephrasing_log = None
+        if settings.generator_rephrase:
+            rephrasing_log = RephrasingLog(None, settings.reply_index_ttl_s, settings.learning_key_prefix)
+        generator = ReplyGenerator(
+            brand, dialogue, choose_variant=bandit or stable_variant, reply_index=learning, rephrasing_log=rephrasing_log
+        )
+        if not settings.generator_rephrase:
+            slot.set_loaded("templates")
 
-    async def reply(events: list[Recommended]):  # noqa: ANN202
+    async def reply(events: list[Recommended], rephraser: Rephraser | None = None):  # noqa: ANN202
         assert generator is not None, "generator not loaded"
         if bandit is not None:
             bandit.refresh_in_background()
-        return await generator.reply_batch(events)
+        return await generator.reply_batch(events, rephraser)
 
     async def stop() -> None:
         if bandit is not None:
@@ -63,7 +83,9 @@ def build_stage(settings: GeneratorSettings) -> Stage:
             await learning.close()
 
     def register_metrics(registry: CollectorRegistry) -> None:
-        registries.append(registry)  # the rephraser's metrics join it once the model is loaded
+        nonlocal metrics
+        if settings.generator_rephrase:
+            metrics = RephraseMetrics(registry)  # shared by every version swapped in
 
     return Stage(
         name="generator",
@@ -72,11 +94,18 @@ def build_stage(settings: GeneratorSettings) -> Stage:
         input_type=Recommended,
         process_batch=reply,
         model=slot,
+        load_model=load_rephraser if settings.generator_rephrase else None,
         on_start=load,
         on_stop=stop,
         register_metrics=register_metrics,
         description="Grounded reply from the dialogue policy, catalog and knowledge base.",
     )
+
+
+def held_out_evaluator() -> Evaluator:
+    """The promotion gate's judge of `generator-rephraser` versions (see `elmo.models.rephraser`)."""
+    settings = GeneratorSettings()
+    return judge(RephraserModel.packaged(settings.model_threads), load_brand()).evaluator()
 
 
 def main() -> None:

@@ -497,6 +497,59 @@ def train_recommender(
     typer.echo(json.dumps({"version": version.version, "path": str(version.path), **evaluation.as_metrics()}))
 
 
+@train_app.command("rephraser")
+def train_rephraser(
+    source: str = typer.Option(
+        "redis", "--from", help="redis (ratings read from the feedback topic, texts from the generator's log in Redis) or a JSONL file of pairs.",
+    ),
+    ratings_from: str = typer.Option("earliest", "--ratings-from", help="With --from redis: read the feedback topic from earliest or an ISO time."),
+    topic: str = typer.Option("elmo.feedback", "--topic", help="With --from redis: the feedback topic to read."),
+    steps: int = typer.Option(10, help="AdamW steps."),
+    learning_rate: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
+    tuned_blocks: int = typer.Option(4, help="Top transformer blocks trained (the rest stay frozen)."),
+    seed: int = typer.Option(13, help="Random seed: same pairs and seed, same version."),
+    force: bool = typer.Option(False, "--force", help="Promote without the gate."),
+    store: Path | None = STORE_OPTION,
+) -> None:
+    """Fine-tune the generator's rephrasing model on rephrased replies rated +1; register it, then the gate.
+
+    A JSONL file has one `{"template", "rephrased", "reply_event_id"}` per line (replies already
+    known to be well rated). Every 5th pair is held out for perplexity. Exit code 1 when rejected.
+    """
+    from elmo.models.rephraser import FineTuneConfig, RephraserModel, read_pairs, split_pairs, tune_and_gate, well_rated_pairs_from_log
+    from elmo.reply_bandit import ReplyLearningSettings
+    from elmo.runtime.settings import RuntimeSettings
+    from services.generator.rephrase import judge
+    from services.generator.service import load_brand
+
+    if source == "redis":
+        from elmo.tools.feedback_log import parse_start
+
+        learning = ReplyLearningSettings()
+        try:
+            pairs, read = well_rated_pairs_from_log(
+                _connections().kafka_bootstrap_servers, parse_start(ratings_from), topic, _connections().redis_url,
+                learning.reply_index_ttl_s, learning.learning_key_prefix,
+            )  # fmt: skip
+        except (LookupError, TimeoutError, ValueError) as error:
+            _fail(str(error))
+        described: dict = {"source": "feedback log + redis", **read}
+    else:
+        pairs, described = read_pairs(Path(source)), {"source": str(source)}
+    if not pairs:
+        _fail("no well-rated rephrased replies to learn from")
+    train, held_out = split_pairs(pairs)
+    described["held_out_reply_event_ids"] = sorted(p.reply_event_id for p in held_out)
+    config = FineTuneConfig(steps=steps, learning_rate=learning_rate, tuned_blocks=tuned_blocks, seed=seed)
+    base = RephraserModel.packaged(RuntimeSettings().model_threads)
+    gate = judge(base, load_brand(), held_out)
+    outcome = _registry_call(lambda: tune_and_gate(_registry(store), gate, train, config, described, force=force))
+    typer.echo(json.dumps(outcome.as_dict(), default=str))
+    if outcome.decision is not None and not outcome.decision.promoted:
+        typer.secho(f"rejected: {outcome.decision.reason}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
 @app.command("recommend")
 def recommend(
     user: str = typer.Option(..., "--user", help="User id whose interactions (in Redis) shape the result."),
@@ -697,7 +750,11 @@ def brand_check(
 # --- model registry ------------------------------------------------------------------------------
 
 # The module of each model kind that supplies `held_out_evaluator()`, the promotion gate's judge.
-MODEL_EVALUATORS = {"nlu-intent": "services.nlu.service", "sentiment": "services.sentiment.service"}
+MODEL_EVALUATORS = {
+    "nlu-intent": "services.nlu.service",
+    "sentiment": "services.sentiment.service",
+    "generator-rephraser": "services.generator.service",
+}
 
 
 def _registry(store: Path | None, tolerance: float | None = None):  # noqa: ANN202 - ModelRegistry
