@@ -7,7 +7,9 @@ the shopper reads the reply's recommendations and reacts by its taste: a liked i
 clicked and sometimes bought (once: a bought item is not wanted again), another rarely clicked; the reply is rated +1 if a liked item was
 shown, else -1. With learning on the reactions go to `elmo.feedback` (as a shop front-end would
 send them), so the feedback-trainer records them and the recommender reads them on the next
-request; with learning off they are not sent (the delivery service's views still are, in both).
+request; with learning off they are not sent. Views are sent in both arms: the front-end reports
+a `recommendation_viewed` for each recommendation it shows, as the delivery service does for the
+platforms it sends to (it sends nothing on the web channel these shoppers use).
 
 Both arms use the same seed (the same shoppers, messages and dice), with user ids of their own
 so no history is shared. Reactions are decided by `Shopper.react` from a generator seeded by
@@ -148,6 +150,15 @@ def feedback_events(reactions: Sequence[Reaction], reply: dict, user_id: str) ->
     return events
 
 
+def view_events(reply: dict, user_id: str) -> list[Feedback]:
+    """What the front-end reports on showing a reply: one view per recommendation (impressions)."""
+    common = {"conversation_id": reply["conversation_id"], "user_id": user_id, "channel": CHANNEL, "reply_event_id": reply["event_id"]}
+    return [
+        Feedback(kind=FeedbackKind.RECOMMENDATION_VIEWED, item_id=r["item_id"], tracking_id=r.get("tracking_id") or None, **common)
+        for r in reply.get("recommendations", [])
+    ]
+
+
 def send_feedback(client: ChainClient, events: Sequence[Feedback]) -> None:
     for event in events:
         client.producer.send(topics.FEEDBACK.name, key=event.key, value=event.model_dump_json().encode())
@@ -217,8 +228,8 @@ def run_arm(
                         window.liked += sum(r.liked for r in reactions)
                         window.clicks += sum(r.clicked for r in reactions)
                         window.purchases += sum(r.purchased for r in reactions)
-                        if learning:
-                            send_feedback(client, feedback_events(reactions, reply, user_id))
+                        shown = view_events(reply, user_id)
+                        send_feedback(client, shown + feedback_events(reactions, reply, user_id) if learning else shown)
                         time.sleep(config.think_s)
                     with lock:
                         windows[session].add(window)
