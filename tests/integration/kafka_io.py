@@ -10,7 +10,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,3 +207,27 @@ def read_from(bootstrap: str, offsets: dict[TopicPartition, int], keep: Callable
     finally:
         consumer.close()
     return kept
+
+
+@contextmanager
+def chain_services(
+    bootstrap: str, names: Sequence[str], label: str, env: dict[str, str] | None = None, timeout_s: float = 120.0
+) -> Iterator[list[ServiceProcess]]:
+    """The named services as processes, each in a group of its own that starts at the end of the
+    topic it consumes (from the chain registry), stopped on exit. `env` goes to every one."""
+    from elmo.contracts.chain import CHAIN
+
+    run = uuid.uuid4().hex[:8]
+    consumes = {hop.service: hop.consumes.name for hop in CHAIN}
+    services = []
+    for name in names:
+        group = f"{label}-{name}-{run}"
+        start_group_at_end(bootstrap, consumes[name], group)
+        services.append(ServiceProcess(f"services.{name.replace('-', '_')}", group, dict(env or {})))
+    try:
+        for service in services:
+            service.start(timeout_s=timeout_s)
+        yield services
+    finally:
+        for service in services:
+            service.stop()

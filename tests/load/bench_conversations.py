@@ -31,11 +31,10 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from elmo.contracts import topics
-from elmo.contracts.chain import CHAIN
 from elmo.runtime.settings import ConnectionSettings, RuntimeSettings
 from elmo.tools.replay import read_fixture
 from elmo.tools.test_data import synthesize_speech, to_ogg_opus
-from tests.integration.kafka_io import ServiceProcess, start_group_at_end
+from tests.integration.kafka_io import chain_services
 
 FIXTURE = Path(__file__).parent / "fixtures" / "conversation_turns.jsonl"
 SERVICES = ("intake", "asr", "nlu", "sentiment", "recommender", "generator")
@@ -146,12 +145,6 @@ def main() -> None:
 
     bootstrap = ConnectionSettings().kafka_bootstrap_servers
     run = uuid.uuid4().hex[:6]
-    consumes = {hop.service: hop.consumes.name for hop in CHAIN}
-    services = []
-    for name in SERVICES:
-        group = f"bench-{name}-{run}"
-        start_group_at_end(bootstrap, consumes[name], group)
-        services.append(ServiceProcess(f"services.{name}", group, {"ELMO_MODEL_STORE": str(args.model_store), "ELMO_LOG_LEVEL": "WARNING"}))
     texts = read_fixture(FIXTURE)
     with tempfile.TemporaryDirectory() as workdir:
         notes = voice_notes(args.voice, Path(workdir))
@@ -159,36 +152,34 @@ def main() -> None:
     collector.start()
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     results = []
+    env = {"ELMO_MODEL_STORE": str(args.model_store), "ELMO_LOG_LEVEL": "WARNING"}
     try:
-        for service in services:
-            service.start(timeout_s=240)
-        # Warm-up: a few turns through every stage, not measured.
-        warm = [fresh(e, f"{run}w") for e in texts[:40]]
-        collector.wait_for(set(send(producer, warm, 20.0)), timeout_s=60)
+        with chain_services(bootstrap, SERVICES, "bench", env, timeout_s=240):
+            # Warm-up: a few turns through every stage, not measured.
+            warm = [fresh(e, f"{run}w") for e in texts[:40]]
+            collector.wait_for(set(send(producer, warm, 20.0)), timeout_s=60)
 
-        paced, kinds = [], {}
-        for index, event in enumerate(texts):
-            paced.append(fresh(event, f"{run}p"))
-            kinds[paced[-1]["event_id"]] = "text"
-            voice_number = (index + 1) // 20 - 1
-            if (index + 1) % 20 == 0 and voice_number < len(notes):
-                voice = {"event_id": f"voice-{voice_number}-{run}", "conversation_id": f"voice-{voice_number}-{run}",
-                         "user_id": f"voice-user-{voice_number}", "channel": "whatsapp", **notes[voice_number]}
-                paced.append(voice)
-                kinds[voice["event_id"]] = "voice"
-        sent = send(producer, paced, args.rate)
-        collector.wait_for(set(sent), timeout_s=120)
-        results.append(summarise(f"paced {args.rate:g}/s", sent, kinds, collector))
-        print(json.dumps(results[-1]), flush=True)
+            paced, kinds = [], {}
+            for index, event in enumerate(texts):
+                paced.append(fresh(event, f"{run}p"))
+                kinds[paced[-1]["event_id"]] = "text"
+                voice_number = (index + 1) // 20 - 1
+                if (index + 1) % 20 == 0 and voice_number < len(notes):
+                    voice = {"event_id": f"voice-{voice_number}-{run}", "conversation_id": f"voice-{voice_number}-{run}",
+                             "user_id": f"voice-user-{voice_number}", "channel": "whatsapp", **notes[voice_number]}
+                    paced.append(voice)
+                    kinds[voice["event_id"]] = "voice"
+            sent = send(producer, paced, args.rate)
+            collector.wait_for(set(sent), timeout_s=120)
+            results.append(summarise(f"paced {args.rate:g}/s", sent, kinds, collector))
+            print(json.dumps(results[-1]), flush=True)
 
-        burst = [fresh(e, f"{run}b") for e in texts]
-        sent = send(producer, burst, None)
-        collector.wait_for(set(sent), timeout_s=180)
-        results.append(summarise("burst", sent, {e: "text" for e in sent}, collector))
-        print(json.dumps(results[-1]), flush=True)
+            burst = [fresh(e, f"{run}b") for e in texts]
+            sent = send(producer, burst, None)
+            collector.wait_for(set(sent), timeout_s=180)
+            results.append(summarise("burst", sent, {e: "text" for e in sent}, collector))
+            print(json.dumps(results[-1]), flush=True)
     finally:
-        for service in services:
-            service.stop()
         producer.close()
         collector.stop()
     out = Path(".local/bench/conversations.json")

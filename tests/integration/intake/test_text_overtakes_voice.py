@@ -17,30 +17,15 @@ from elmo.contracts import topics
 from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.test_data import synthesize_speech, to_ogg_opus
 from elmo.voice_backlog import backlog_key
-from tests.integration.kafka_io import ServiceProcess, end_offsets, produce, read_from, start_group_at_end
+from tests.integration.kafka_io import ServiceProcess, chain_services, end_offsets, produce, read_from
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def intake_and_asr(connections: ConnectionSettings) -> Iterator[list[ServiceProcess]]:
-    bootstrap = connections.kafka_bootstrap_servers
-    run = uuid.uuid4().hex[:8]
-    services = []
-    for name, consumes, env in (
-        ("intake", topics.INBOUND, {}),
-        ("asr", topics.VOICE_NOTES, {"ELMO_ASR_MODEL": "tiny.en"}),
-    ):
-        group = f"test-{name}-{run}"
-        start_group_at_end(bootstrap, consumes.name, group)
-        services.append(ServiceProcess(f"services.{name}", group, env))
-    try:
-        for service in services:
-            service.start()
+    with chain_services(connections.kafka_bootstrap_servers, ("intake", "asr"), "test", {"ELMO_ASR_MODEL": "tiny.en"}) as services:
         yield services
-    finally:
-        for service in services:
-            service.stop()
 
 
 def message(conversation: str, **content: object) -> dict:

@@ -1,4 +1,5 @@
-"""The interaction store on the real Redis: shared histories, one count per feedback event, decay."""
+"""The interaction store on the real Redis: shared histories, one count per feedback event, decay;
+views counted apart (impressions) and left out of popularity."""
 
 from __future__ import annotations
 
@@ -76,3 +77,23 @@ async def test_popularity_halves_every_half_life(store):
     # Read a week later, everything has halved.
     later = await store.popularity(NOW + week)
     assert later["this-week"] == pytest.approx(popularity["this-week"] / 2, rel=1e-6)
+
+
+async def test_views_are_counted_apart_and_are_not_popularity(store):
+    await store.record_many(
+        [
+            Interaction("u1", "phone-nova", InteractionKind.VIEW, NOW, "v1"),
+            Interaction("u1", "phone-nova", InteractionKind.VIEW, NOW, "v2"),
+            Interaction("u1", "phone-nova", InteractionKind.CLICK, NOW, "c1"),
+            Interaction("u1", "case-nova", InteractionKind.VIEW, NOW, "v3"),
+            Interaction("u1", "case-nova", InteractionKind.VIEW, NOW, "v3"),  # redelivered: once
+        ]
+    )
+    history = await store.history("u1")
+    assert history.weights == {"phone-nova": 6.0, "case-nova": 1.0}
+    assert history.views == {"phone-nova": 2.0, "case-nova": 1.0}
+    assert history.engagement == {"phone-nova": 4.0}
+    assert await store.popularity(NOW) == {"phone-nova": pytest.approx(4.0)}
+    assert await store.users() == ["u1"]
+    # Training reads every interaction, views included, as before.
+    assert (await store.all_histories())["u1"].weights == history.weights

@@ -14,7 +14,7 @@ from elmo.contracts import topics
 from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.test_data import synthesize_speech, to_ogg_opus
 from services.asr.wer import wer
-from tests.integration.kafka_io import ServiceProcess, end_offsets, produce, read_from, start_group_at_end
+from tests.integration.kafka_io import ServiceProcess, chain_services, end_offsets, produce, read_from
 
 pytestmark = pytest.mark.integration
 
@@ -23,25 +23,9 @@ SPOKEN = "Thank you so much, I really love it!"
 
 @pytest.fixture(scope="module")
 def chain(connections: ConnectionSettings, trained_model_store) -> Iterator[list[ServiceProcess]]:
-    bootstrap = connections.kafka_bootstrap_servers
-    run = uuid.uuid4().hex[:8]
-    services = []
-    for module, consumes in (
-        ("services.intake", topics.INBOUND),
-        ("services.asr", topics.VOICE_NOTES),
-        ("services.nlu", topics.UTTERANCES),
-        ("services.sentiment", topics.UNDERSTANDINGS),
-    ):
-        group = f"test-{module.split('.')[1]}-{run}"
-        start_group_at_end(bootstrap, consumes.name, group)
-        services.append(ServiceProcess(module, group, {"ELMO_MODEL_STORE": str(trained_model_store.root)}))
-    try:
-        for service in services:
-            service.start()
+    env = {"ELMO_MODEL_STORE": str(trained_model_store.root)}
+    with chain_services(connections.kafka_bootstrap_servers, ("intake", "asr", "nlu", "sentiment"), "test", env) as services:
         yield services
-    finally:
-        for service in services:
-            service.stop()
 
 
 def test_a_voice_note_and_a_text_come_out_scored_with_transcript_intent_and_sentiment(
