@@ -5,6 +5,8 @@
   (`elmo.reply_bandit`): the reply index says which strategy and variant earned them.
 - Intent and sentiment corrections -> the corrections collector of their kind, which fine-tunes a
   new nlu or sentiment head and puts it through the promotion gate (see `corrections.py`).
+- Ratings of +1 -> each collector too, which keeps the rated message as a confident weak label when
+  its head was sure of it (they join the next fine-tune that corrections start).
 
 Nothing is published by the core: a promoted head is announced on elmo.model-updates by the
 registry, from the corrections trainer.
@@ -43,6 +45,8 @@ def reward_for(event: Feedback, reply: ReplyRecord | None) -> Reward | None:
 
 class CorrectionsSink(Protocol):
     async def collect(self, events: Sequence[Feedback], replies: dict[str, ReplyRecord]) -> list[CoreResult]: ...
+
+    async def collect_weak_labels(self, ratings: Sequence[Feedback], replies: dict[str, ReplyRecord]) -> None: ...
 
 
 class TrainerMetrics:
@@ -84,11 +88,14 @@ class FeedbackLearner:
         await self._reward(about_replies, replies)
         results: list[CoreResult] = [None] * len(events)
         position = {id(e): i for i, e in enumerate(events)}
+        liked = [e for e in about_replies if e.kind is FeedbackKind.REPLY_RATED and e.rating == 1 and e.reply_event_id in replies]
         for kind, sink in self.corrections.items():
             corrections = [e for e in events if e.kind is kind]
             if corrections:
                 for event, result in zip(corrections, await sink.collect(corrections, replies), strict=True):
                     results[position[id(event)]] = result
+            if liked:
+                await sink.collect_weak_labels(liked, replies)
         return results
 
     async def _reward(self, events: Sequence[Feedback], replies: dict[str, ReplyRecord]) -> None:

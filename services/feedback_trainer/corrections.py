@@ -12,10 +12,20 @@ forgotten, saved as a candidate in the registry and put through its gate (held-o
 fall more than the tolerance). The registry announces a promotion on elmo.model-updates and the
 serving service (nlu, sentiment) swaps the head in.
 
+Confident weak labels: a customer message whose reply was rated +1 while the head was sure of it
+(intent confidence, or a positive or negative sentiment score, at least the kind's threshold) is
+kept as a weak label of that kind, at most `per_user_per_hour` per user, once per rating, in a
+buffer of the newest `kept`. Weak labels never start a fine-tune (the model's own outputs alone
+would only confirm it); a fine-tune started by corrections takes them all, at a lower weight than
+the corrections, minus those a correction of the same fine-tune labels differently.
+
 Keys (`<prefix>` from `ELMO_LEARNING_KEY_PREFIX`, `<model kind>` `nlu-intent` or `sentiment`):
 - `<prefix>:corrections:<model kind>:pending`               JSON corrections not trained on yet
 - `<prefix>:corrections-applied:<feedback id>`              a correction already collected (or refused)
 - `<prefix>:corrections-rate:<model kind>:<user>:<hour>`    corrections of one kind, one user, one hour
+- `<prefix>:weak-labels:<model kind>`                       JSON weak labels, the newest `kept`
+- `<prefix>:weak-labels-applied:<model kind>:<feedback id>` a weak label already collected (or refused)
+- `<prefix>:weak-labels-rate:<model kind>:<user>:<hour>`    weak labels of one kind, one user, one hour
 - `<prefix>:corrections:pending`                            intent corrections left by versions before
   per-kind lists; moved to the `nlu-intent` list by `adopt_pending` when the trainer starts
 """
@@ -57,6 +67,7 @@ if seen > tonumber(ARGV[2]) then
 end
 redis.call('SET', KEYS[1], 'collected', 'EX', ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[1])
+if tonumber(ARGV[5]) > 0 then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1) end
 return 1
 """
 
@@ -72,6 +83,7 @@ class CorrectionKind:
     features: Callable[[np.ndarray, Sequence[str]], np.ndarray]
     originals: Callable[[], list[tuple[str, str]]]  # (text, label) of the original training data, for replay
     evaluator: Callable[[SentenceEmbedder], Evaluator]  # the gate's judge, on the trainer's encoder
+    confident_label: Callable[[ReplyRecord, float], str | None]  # what the head was sure of, at a threshold
 
 
 def _intent_originals() -> list[tuple[str, str]]:
@@ -86,13 +98,32 @@ def _sentiment_originals() -> list[tuple[str, str]]:
     return [(e.text, e.label) for e in sentiment_model.read_brand_examples() if e.split == "train"]
 
 
+def _confident_intent(reply: ReplyRecord, min_confidence: float) -> str | None:
+    """The intent nlu gave the message, if its confidence was at least `min_confidence`."""
+    confidence = reply.intent_confidence
+    return reply.intent if reply.intent in intent_model.INTENTS and confidence is not None and confidence >= min_confidence else None
+
+
+def _confident_sentiment(reply: ReplyRecord, min_score: float) -> str | None:
+    """`positive` or `negative` when the score (P(positive) - P(negative)) is at least `min_score` on
+    the label's side. Never `neutral`: a score near 0 is as much a torn positive/negative as a sure neutral."""
+    score = reply.sentiment_score
+    if score is None:
+        return None
+    if reply.sentiment_label == "positive" and score >= min_score:
+        return "positive"
+    if reply.sentiment_label == "negative" and score <= -min_score:
+        return "negative"
+    return None
+
+
 INTENT = CorrectionKind(
     FeedbackKind.INTENT_CORRECTED, intent_model.MODEL_KIND, intent_model.INTENTS, "intent", intent_model.features,
-    _intent_originals, lambda embedder: intent_model.held_out_evaluator(embedder=embedder),
+    _intent_originals, lambda embedder: intent_model.held_out_evaluator(embedder=embedder), _confident_intent,
 )  # fmt: skip
 SENTIMENT = CorrectionKind(
     FeedbackKind.SENTIMENT_CORRECTED, sentiment_model.MODEL_KIND, sentiment_model.LABELS, "sentiment label", sentiment_model.features,
-    _sentiment_originals, lambda embedder: sentiment_model.held_out_evaluator(embedder=embedder),
+    _sentiment_originals, lambda embedder: sentiment_model.held_out_evaluator(embedder=embedder), _confident_sentiment,
 )  # fmt: skip
 CORRECTION_KINDS = (INTENT, SENTIMENT)
 # Meta of the current head a fine-tuned one keeps: how it is served (nlu's confidence floor) and
@@ -137,11 +168,44 @@ def correction_from(kind: CorrectionKind, event: Feedback, reply: ReplyRecord | 
 
 
 @dataclass(frozen=True)
+class WeakLabelConfig:
+    """Which rated replies of a kind are weak labels, and how many are kept."""
+
+    threshold: float  # the kind's `confident_label` threshold: intent confidence, or sentiment |score|
+    kept: int  # the newest this many wait; a fine-tune takes them all
+    per_user_per_hour: int
+
+
+def weak_label_from(kind: CorrectionKind, event: Feedback, reply: ReplyRecord | None, threshold: float) -> Correction | None:
+    """The weak label a rating makes: a +1 on a reply whose message the head was sure of (else None).
+    A weak label is kept as a `Correction` (same fields): only its weight in a fine-tune differs."""
+    if event.kind is not FeedbackKind.REPLY_RATED or event.rating != 1 or reply is None or not reply.text.strip():
+        return None
+    label = kind.confident_label(reply, threshold)
+    if label is None or label not in kind.labels:
+        return None
+    return Correction(event.event_id, event.user_id, reply.text, label, event.created_at.timestamp())
+
+
+def _same_text(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def without_contradictions(weak_labels: Sequence[Correction], corrections: Sequence[Correction]) -> list[Correction]:
+    """The weak labels no correction contradicts: for a text an agent labels differently, the agent wins."""
+    corrected: dict[str, set[str]] = {}
+    for c in corrections:
+        corrected.setdefault(_same_text(c.text), set()).add(c.label)
+    return [w for w in weak_labels if corrected.get(_same_text(w.text), {w.label}) == {w.label}]
+
+
+@dataclass(frozen=True)
 class FineTuneConfig:
     epochs: int = 8
     learning_rate: float = 5e-4
     replay_examples: int = 600
     correction_weight: float = 2.0
+    weak_label_weight: float = 0.5  # below a replayed original (1.0): the model's own output, confirmed only by a customer's +1
     seed: int = 13
 
 
@@ -151,13 +215,16 @@ def fine_tune_head(
     embedder: SentenceEmbedder,
     corrections: Sequence[Correction],
     config: FineTuneConfig = FineTuneConfig(),
+    weak_labels: Sequence[Correction] = (),
 ) -> tuple[EmbeddingClassifier, dict[str, Any]]:
-    """A copy of `head` fine-tuned on `corrections` plus a seeded replay of its original training data."""
+    """A copy of `head` fine-tuned on `corrections`, `weak_labels` and a seeded replay of its original training data."""
     originals = kind.originals()
     replay = random.Random(config.seed).sample(originals, min(config.replay_examples, len(originals)))
-    examples = [(c.text, c.label) for c in corrections] + replay
+    examples = [(c.text, c.label) for c in corrections] + [(w.text, w.label) for w in weak_labels] + replay
     texts = [text for text, _ in examples]
-    weights = np.array([config.correction_weight] * len(corrections) + [1.0] * len(replay), dtype=np.float32)
+    weights = np.array(
+        [config.correction_weight] * len(corrections) + [config.weak_label_weight] * len(weak_labels) + [1.0] * len(replay), dtype=np.float32
+    )
     tuned = copy.deepcopy(head)
     tuned.config = type(head.config)(**{**asdict(head.config), "seed": config.seed})
     tuned.fine_tune(kind.features(embedder.encode(texts), texts), [label for _, label in examples], config.epochs, config.learning_rate, weights)
@@ -165,8 +232,10 @@ def fine_tune_head(
         "source": f"elmo.feedback {kind.feedback.value}",
         "corrections": len(corrections),
         "users": len({c.user_id for c in corrections}),
+        "weak_labels": len(weak_labels),
         "replayed_examples": len(replay),
         "feedback_event_ids": [c.feedback_event_id for c in corrections][:200],
+        "weak_label_feedback_event_ids": [w.feedback_event_id for w in weak_labels][:200],
         **asdict(config),
     }
     return tuned, training_data
@@ -184,10 +253,16 @@ class CorrectionMetrics:
             "elmo_trainer_fine_tunes", "Heads fine-tuned on corrections, by model kind and gate outcome (promoted, rejected, failed).",
             ["model_kind", "outcome"], registry=None,
         )  # fmt: skip
+        self.weak_labels = Counter(
+            "elmo_trainer_weak_labels",
+            "Confident weak labels by model kind and outcome (collected, already_counted, rate_limited; used or contradicted by a fine-tune).",
+            ["model_kind", "outcome"], registry=None,
+        )  # fmt: skip
 
     def register(self, registry: CollectorRegistry) -> None:
         registry.register(self.corrections)
         registry.register(self.fine_tunes)
+        registry.register(self.weak_labels)
 
 
 class HeadFineTuner:
@@ -200,10 +275,12 @@ class HeadFineTuner:
         self.config = config
         self._evaluator: Evaluator | None = None
 
-    def __call__(self, corrections: Sequence[Correction]) -> Decision:
+    def __call__(self, corrections: Sequence[Correction], weak_labels: Sequence[Correction] = ()) -> Decision:
         model_kind = self.kind.model_kind
         current = self.registry.store.current(model_kind)
-        head, training_data = fine_tune_head(self.kind, EmbeddingClassifier.load(current.path), self.embedder, corrections, self.config)
+        head, training_data = fine_tune_head(
+            self.kind, EmbeddingClassifier.load(current.path), self.embedder, corrections, self.config, weak_labels
+        )
         inherited = {key: current.meta[key] for key in INHERITED_META if key in current.meta}
         record = self.registry.register(model_kind, head.save, training_data=training_data, embedding_model=self.embedder.version, **inherited)
         if self._evaluator is None:
@@ -213,12 +290,13 @@ class HeadFineTuner:
 
 class CorrectionTrainer:
     """Collects the corrections of one kind (a `CorrectionsSink` of the feedback-trainer) and
-    fine-tunes when enough wait."""
+    fine-tunes when enough wait; with `weak_labels`, also the confident weak labels of that kind,
+    which join a fine-tune but never start one."""
 
     def __init__(
         self,
         client: redis.Redis,
-        fine_tune: Callable[[Sequence[Correction]], Decision],
+        fine_tune: Callable[[Sequence[Correction], Sequence[Correction]], Decision],
         *,
         kind: CorrectionKind,
         prefix: str,
@@ -226,6 +304,7 @@ class CorrectionTrainer:
         per_user_per_hour: int,
         applied_ttl_s: int,
         metrics: CorrectionMetrics | None = None,
+        weak_labels: WeakLabelConfig | None = None,
     ) -> None:
         self._client = client
         self.fine_tune = fine_tune
@@ -235,6 +314,7 @@ class CorrectionTrainer:
         self.per_user_per_hour = per_user_per_hour
         self.applied_ttl_s = applied_ttl_s
         self.metrics = metrics or CorrectionMetrics()
+        self.weak_labels = weak_labels
         self._collect = client.register_script(_COLLECT)
         self._training: asyncio.Task | None = None
         self.decisions: list[Decision] = []
@@ -242,6 +322,10 @@ class CorrectionTrainer:
     @property
     def pending_key(self) -> str:
         return f"{self.prefix}:corrections:{self.kind.model_kind}:pending"
+
+    @property
+    def weak_labels_key(self) -> str:
+        return f"{self.prefix}:weak-labels:{self.kind.model_kind}"
 
     async def collect(self, events: Sequence[Feedback], replies: dict[str, ReplyRecord]) -> list[CoreResult]:
         results: list[CoreResult] = []
@@ -259,18 +343,37 @@ class CorrectionTrainer:
             self.train_in_background()
         return results
 
+    async def collect_weak_labels(self, ratings: Sequence[Feedback], replies: dict[str, ReplyRecord]) -> None:
+        """Keeps the weak labels these ratings make (never starts a fine-tune: see the module's doc)."""
+        if self.weak_labels is None:
+            return
+        threshold = self.weak_labels.threshold
+        found = [weak_label_from(self.kind, e, replies.get(e.reply_event_id or ""), threshold) for e in ratings]
+        outcomes = await self.add_weak_labels([w for w in found if w is not None])
+        for outcome in outcomes:
+            self.metrics.weak_labels.labels(self.kind.model_kind, {Outcome.COUNTED: "collected"}.get(outcome, outcome.name.lower())).inc()
+
     async def add(self, corrections: Sequence[Correction]) -> list[Outcome]:
-        if not corrections:
+        kind = self.kind.model_kind
+        applied, rate = f"{self.prefix}:corrections-applied:", f"{self.prefix}:corrections-rate:{kind}:"
+        return await self._add(corrections, applied, rate, self.pending_key, self.per_user_per_hour, kept=0)
+
+    async def add_weak_labels(self, weak_labels: Sequence[Correction]) -> list[Outcome]:
+        assert self.weak_labels is not None, "weak labels are off"
+        kind = self.kind.model_kind
+        # A correction's feedback has one kind; one rating can make a weak label of each kind, so it is marked per kind.
+        applied, rate = f"{self.prefix}:weak-labels-applied:{kind}:", f"{self.prefix}:weak-labels-rate:{kind}:"
+        return await self._add(weak_labels, applied, rate, self.weak_labels_key, self.weak_labels.per_user_per_hour, self.weak_labels.kept)
+
+    async def _add(self, found: Sequence[Correction], applied: str, rate: str, key: str, per_user_per_hour: int, kept: int) -> list[Outcome]:
+        """Once per feedback event, at most `per_user_per_hour` per user and hour, onto `key` (its newest `kept`; 0: all)."""
+        if not found:
             return []
         async with self._client.pipeline(transaction=False) as pipe:
-            for c in corrections:
+            for c in found:
                 await self._collect(
-                    keys=[
-                        f"{self.prefix}:corrections-applied:{c.feedback_event_id}",
-                        f"{self.prefix}:corrections-rate:{self.kind.model_kind}:{c.user_id}:{int(c.at // HOUR_S)}",
-                        self.pending_key,
-                    ],
-                    args=[json.dumps(asdict(c)), self.per_user_per_hour, 2 * HOUR_S, self.applied_ttl_s],
+                    keys=[applied + c.feedback_event_id, f"{rate}{c.user_id}:{int(c.at // HOUR_S)}", key],
+                    args=[json.dumps(asdict(c)), per_user_per_hour, 2 * HOUR_S, self.applied_ttl_s, kept],
                     client=pipe,
                 )
             results = await pipe.execute()
@@ -288,9 +391,19 @@ class CorrectionTrainer:
 
     async def take_pending(self) -> list[Correction]:
         """Every waiting correction, removed from the list atomically (new ones keep arriving)."""
+        return await self._take(self.pending_key)
+
+    async def weak_labels_waiting(self) -> int:
+        return int(await self._client.llen(self.weak_labels_key))
+
+    async def take_weak_labels(self) -> list[Correction]:
+        """Every kept weak label (at most `kept`), removed atomically; none when weak labels are off."""
+        return await self._take(self.weak_labels_key) if self.weak_labels is not None else []
+
+    async def _take(self, key: str) -> list[Correction]:
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.lrange(self.pending_key, 0, -1)
-            pipe.delete(self.pending_key)
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
             raw, _ = await pipe.execute()
         return [Correction.from_json(r) for r in raw]
 
@@ -304,22 +417,35 @@ class CorrectionTrainer:
         if not corrections:
             return None
         model_kind = self.kind.model_kind
+        taken = await self.take_weak_labels()
+        weak_labels = without_contradictions(taken, corrections)
+        if len(taken) > len(weak_labels):
+            self.metrics.weak_labels.labels(model_kind, "contradicted").inc(len(taken) - len(weak_labels))
         started = time.monotonic()
         try:
-            decision = await anyio.to_thread.run_sync(self.fine_tune, corrections)
+            decision = await anyio.to_thread.run_sync(self.fine_tune, corrections, weak_labels)
         except Exception:
             self.metrics.fine_tunes.labels(model_kind, "failed").inc()
-            log.exception(f"{model_kind} fine-tune failed; its corrections are put back", extra={"fields": {"corrections": len(corrections)}})
+            log.exception(
+                f"{model_kind} fine-tune failed; its corrections and weak labels are put back",
+                extra={"fields": {"corrections": len(corrections), "weak_labels": len(weak_labels)}},
+            )
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.lpush(self.pending_key, *[json.dumps(asdict(c)) for c in reversed(corrections)])
+                if weak_labels and self.weak_labels is not None:
+                    pipe.lpush(self.weak_labels_key, *[json.dumps(asdict(w)) for w in reversed(weak_labels)])
+                    pipe.ltrim(self.weak_labels_key, -self.weak_labels.kept, -1)
                 await pipe.execute()
             return None
         outcome = "promoted" if decision.promoted else "rejected"
         self.metrics.fine_tunes.labels(model_kind, outcome).inc()
+        if weak_labels:
+            self.metrics.weak_labels.labels(model_kind, "used").inc(len(weak_labels))
         self.decisions.append(decision)
         log.info(
             f"{model_kind} head fine-tuned on corrections: {outcome}",
             extra={"fields": {"version": decision.version, "reason": decision.reason, "corrections": len(corrections),
+                              "weak_labels": len(weak_labels), "weak_labels_contradicted": len(taken) - len(weak_labels),
                               "seconds": round(time.monotonic() - started, 2)}},
         )  # fmt: skip
         return decision

@@ -1,6 +1,7 @@
 """The feedback-trainer service: elmo.feedback -> interaction store and reply-bandit counts (Redis),
-and intent and sentiment corrections -> a fine-tuned nlu or sentiment head, announced on
-elmo.model-updates by the model registry when it passes the promotion gate."""
+and intent and sentiment corrections (with confident weak labels from +1 ratings) -> a fine-tuned
+nlu or sentiment head, announced on elmo.model-updates by the model registry when it passes the
+promotion gate."""
 
 from __future__ import annotations
 
@@ -22,10 +23,18 @@ from elmo.runtime import Stage, run_stage
 from elmo.runtime.model_updates import KafkaAnnouncer
 from services.feedback_trainer.core import FeedbackLearner, TrainerMetrics
 from services.feedback_trainer.corrections import (
-    CORRECTION_KINDS, INTENT, CorrectionMetrics, CorrectionTrainer, FineTuneConfig, HeadFineTuner, legacy_pending_key,
+    CORRECTION_KINDS, INTENT, SENTIMENT, CorrectionKind, CorrectionMetrics, CorrectionTrainer, FineTuneConfig, HeadFineTuner, WeakLabelConfig,
+    legacy_pending_key,
 )  # fmt: skip
 from services.feedback_trainer.refit import RefitMetrics, Refitter, RefitTrigger, refit_from_log
 from services.feedback_trainer.settings import FeedbackTrainerSettings
+
+
+def weak_label_config(settings: FeedbackTrainerSettings, kind: CorrectionKind) -> WeakLabelConfig | None:
+    if not settings.trainer_weak_labels:
+        return None
+    thresholds = {INTENT: settings.trainer_weak_label_min_confidence, SENTIMENT: settings.trainer_weak_label_min_sentiment_score}
+    return WeakLabelConfig(thresholds[kind], settings.trainer_weak_labels_kept, settings.trainer_weak_labels_per_user_per_hour)
 
 
 def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetrics) -> dict[FeedbackKind, CorrectionTrainer]:
@@ -48,6 +57,7 @@ def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetr
             per_user_per_hour=settings.trainer_corrections_per_user_per_hour,
             applied_ttl_s=settings.reply_index_ttl_s,
             metrics=metrics,
+            weak_labels=weak_label_config(settings, kind),
         )
         for kind in CORRECTION_KINDS
     }

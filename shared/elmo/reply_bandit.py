@@ -6,7 +6,10 @@ and adds the reward to that strategy's counts; the generator reads the counts ba
 
 Keys (`<prefix>` is `elmo`, `ELMO_LEARNING_KEY_PREFIX`):
 - `<prefix>:reply:<reply event id>`       hash: strategy, variant, intent, text (the customer's
-                                           message), conversation, user; expires after
+                                           message), conversation, user, and what nlu and
+                                           sentiment made of the message (intent_confidence,
+                                           sentiment, sentiment_score: absent from entries
+                                           written before them, and when unknown); expires after
                                            `ELMO_REPLY_INDEX_TTL_S`
 - `<prefix>:bandit:<strategy>`            hash: `success:<variant>` / `failure:<variant>` -> count
 - `<prefix>:bandit-applied:<feedback id>` a reward already counted (or refused): no double count
@@ -44,7 +47,10 @@ class ReplyLearningSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class ReplyRecord:
-    """One reply as the index keeps it: enough to credit a reaction and to relabel its message."""
+    """One reply as the index keeps it: enough to credit a reaction and to relabel its message.
+
+    The predictions (intent confidence, sentiment) let a reply rated +1 teach the heads what they
+    were sure of (the feedback-trainer's confident weak labels); entries without them teach nothing."""
 
     event_id: str
     strategy: str
@@ -53,26 +59,45 @@ class ReplyRecord:
     text: str
     conversation_id: str
     user_id: str
+    intent_confidence: float | None = None
+    sentiment_label: str = ""
+    sentiment_score: float | None = None
 
     @classmethod
     def of(cls, reply: Reply) -> ReplyRecord:
         return cls(
             reply.event_id, reply.strategy, reply.variant or "", reply.intent or "", reply.in_reply_to_text or "",
-            reply.conversation_id, reply.user_id,
+            reply.conversation_id, reply.user_id, reply.intent_confidence, reply.sentiment_label or "", reply.sentiment_score,
         )  # fmt: skip
 
     def fields(self) -> dict[str, str]:
-        return {
+        fields = {
             "strategy": self.strategy, "variant": self.variant, "intent": self.intent, "text": self.text,
             "conversation": self.conversation_id, "user": self.user_id,
         }  # fmt: skip
+        # Unknown predictions are left out rather than written as "": a reader cannot mistake them for a score.
+        if self.intent_confidence is not None:
+            fields["intent_confidence"] = repr(float(self.intent_confidence))
+        if self.sentiment_label:
+            fields["sentiment"] = self.sentiment_label
+        if self.sentiment_score is not None:
+            fields["sentiment_score"] = repr(float(self.sentiment_score))
+        return fields
 
     @classmethod
     def from_fields(cls, event_id: str, fields: dict[str, str]) -> ReplyRecord:
         return cls(
             event_id, fields.get("strategy", ""), fields.get("variant", ""), fields.get("intent", ""), fields.get("text", ""),
-            fields.get("conversation", ""), fields.get("user", ""),
+            fields.get("conversation", ""), fields.get("user", ""), _number(fields.get("intent_confidence")),
+            fields.get("sentiment", ""), _number(fields.get("sentiment_score")),
         )  # fmt: skip
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 class Outcome(IntEnum):

@@ -53,6 +53,7 @@ def test_twenty_corrections_are_learnt_and_the_head_passes_the_gate(nlu_store: A
     assert nlu_store.current_version(MODEL_KIND) == decision.version != before_version
     meta = nlu_store.get(MODEL_KIND, decision.version).meta
     assert meta["training_data"]["corrections"] == 20 and meta["parent_version"] == before_version
+    assert meta["training_data"]["weak_labels"] == 0
 
 
 def test_a_flood_of_wrong_corrections_does_not_pass_the_gate(nlu_store: ArtifactStore, embedder: SentenceEmbedder) -> None:

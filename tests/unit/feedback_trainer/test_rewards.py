@@ -52,6 +52,24 @@ def test_the_index_entry_round_trips_a_reply():
     assert record.fields() == {"strategy": "greet", "variant": "greet:1", "intent": "greeting", "text": "hello", "conversation": "c9", "user": "u9"}
 
 
+def test_the_index_entry_keeps_what_nlu_and_sentiment_made_of_the_message():
+    reply = Reply(conversation_id="c9", user_id="u9", channel="web", text="Sorry!", strategy="complaint", variant="complaint:0",
+                  intent="complaint", intent_confidence=0.93, sentiment_label="negative", sentiment_score=-0.8125, in_reply_to_text="awful")  # fmt: skip
+    record = ReplyRecord.of(reply)
+    fields = record.fields()
+    assert (fields["intent_confidence"], fields["sentiment"], fields["sentiment_score"]) == ("0.93", "negative", "-0.8125")
+    assert ReplyRecord.from_fields(reply.event_id, fields) == record
+    assert (record.intent_confidence, record.sentiment_label, record.sentiment_score) == (0.93, "negative", -0.8125)
+
+
+def test_an_index_entry_written_before_the_predictions_reads_without_them():
+    old = {"strategy": "greet", "variant": "greet:1", "intent": "greeting", "text": "hello", "conversation": "c9", "user": "u9"}
+    record = ReplyRecord.from_fields("r-9", old)
+    assert record == ReplyRecord("r-9", "greet", "greet:1", "greeting", "hello", "c9", "u9")
+    assert (record.intent_confidence, record.sentiment_label, record.sentiment_score) == (None, "", None)
+    assert ReplyRecord.from_fields("r-9", {**old, "intent_confidence": "junk"}).intent_confidence is None
+
+
 def test_counts_are_read_per_variant():
     fields = {"success:greet:0": "3", "failure:greet:0": "1", "failure:greet:1": "4", "junk": "9"}
     assert parse_counts(fields) == {"greet:0": ArmCounts(3, 1), "greet:1": ArmCounts(0, 4)}
