@@ -23,12 +23,19 @@ from prometheus_client import CollectorRegistry, Counter
 from elmo.contracts.events import Feedback, FeedbackKind
 from elmo.interactions import InteractionStore, interaction_from_feedback
 from elmo.reply_bandit import Outcome, ReplyLearningStore, ReplyRecord, Reward
-from elmo.runtime.stage import CoreResult
+from elmo.runtime.stage import CoreResult, RejectedInput
 
 log = logging.getLogger("elmo.feedback_trainer")
 
 CORRECTION_KINDS = frozenset({FeedbackKind.INTENT_CORRECTED, FeedbackKind.SENTIMENT_CORRECTED})
-REPLY_KINDS = frozenset({FeedbackKind.REPLY_RATED, FeedbackKind.RECOMMENDATION_CLICKED, FeedbackKind.RECOMMENDATION_PURCHASED}) | CORRECTION_KINDS
+REPLY_KINDS = (
+    frozenset({FeedbackKind.REPLY_RATED, FeedbackKind.RECOMMENDATION_CLICKED, FeedbackKind.RECOMMENDATION_PURCHASED, FeedbackKind.HANDOFF_OUTCOME})
+    | CORRECTION_KINDS
+)
+# What an agent reports after a handoff, and whether the handoff reply did its job: the customer
+# reached a person who resolved it, or not (they left first, or the agent found nothing a person
+# was needed for and handed the conversation back).
+HANDOFF_OUTCOMES = {"resolved": True, "abandoned": False, "returned_to_bot": False}
 
 
 def reward_for(event: Feedback, reply: ReplyRecord | None) -> Reward | None:
@@ -40,6 +47,18 @@ def reward_for(event: Feedback, reply: ReplyRecord | None) -> Reward | None:
         return Reward(event.event_id, event.user_id, reply.strategy, reply.variant, event.rating == 1, at, rate_limited=True)
     if event.kind in (FeedbackKind.RECOMMENDATION_CLICKED, FeedbackKind.RECOMMENDATION_PURCHASED):
         return Reward(event.event_id, event.user_id, reply.strategy, reply.variant, True, at, rate_limited=False)
+    if event.kind is FeedbackKind.HANDOFF_OUTCOME and event.outcome in HANDOFF_OUTCOMES:
+        # From an agent's tool, not the customer: not capped like ratings.
+        return Reward(event.event_id, event.user_id, reply.strategy, reply.variant, HANDOFF_OUTCOMES[event.outcome], at, rate_limited=False)
+    return None
+
+
+def unusable_handoff_outcome(event: Feedback) -> RejectedInput | None:
+    """Why a `handoff_outcome` can never be learnt from (dead-lettered with this reason), or None."""
+    if event.outcome not in HANDOFF_OUTCOMES:
+        return RejectedInput(f"handoff outcome {event.outcome!r} is not one of {', '.join(HANDOFF_OUTCOMES)}")
+    if not event.reply_event_id:
+        return RejectedInput("a handoff outcome needs the reply_event_id of the reply that handed off")
     return None
 
 
@@ -86,7 +105,9 @@ class FeedbackLearner:
         about_replies = [e for e in events if e.kind in REPLY_KINDS and e.reply_event_id]
         replies = await self.learning.replies(e.reply_event_id for e in about_replies)  # type: ignore[misc]
         await self._reward(about_replies, replies)
-        results: list[CoreResult] = [None] * len(events)
+        results: list[CoreResult] = [
+            unusable_handoff_outcome(e) if e.kind is FeedbackKind.HANDOFF_OUTCOME else None for e in events
+        ]
         position = {id(e): i for i, e in enumerate(events)}
         liked = [e for e in about_replies if e.kind is FeedbackKind.REPLY_RATED and e.rating == 1 and e.reply_event_id in replies]
         for kind, sink in self.corrections.items():

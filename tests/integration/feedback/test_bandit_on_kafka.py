@@ -1,5 +1,6 @@
 """The feedback-trainer as deployed, on the real broker and Redis: ratings of an indexed reply move
-that variant's bandit counts, once per feedback event even when the event is produced twice."""
+that variant's bandit counts, once per feedback event even when the event is produced twice; so do
+agents' handoff outcomes for the reply that handed off."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from elmo.contracts.events import Feedback, FeedbackKind, Reply
 from elmo.reply_bandit import ArmCounts, ReplyLearningStore
 from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.topic_admin import create_topics
-from tests.integration.kafka_io import ServiceProcess, produce, start_group_at_end
+from tests.integration.kafka_io import ServiceProcess, end_offsets, produce, read_from, start_group_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +71,30 @@ def test_ratings_move_the_bandit_counts_once_per_feedback_event(trainer: Service
     print(f"ratings counted in Redis {elapsed:.2f} s after they were produced")
 
 
+def test_handoff_outcomes_reward_the_handoff_wording_and_an_unknown_outcome_is_dead_lettered(
+    trainer: ServiceProcess, connections: ConnectionSettings
+) -> None:
+    bootstrap = connections.kafka_bootstrap_servers
+    reply = Reply(conversation_id=f"h-{RUN}", user_id=f"hu-{RUN}", channel="web", text="I am passing you to a colleague.",
+                  strategy="handoff", variant="handoff:2", intent="human_handoff", in_reply_to_text="a human please", handoff=True)  # fmt: skip
+    asyncio.run(_index(connections.redis_url, reply))
+
+    def outcome(value: str) -> dict:
+        event = Feedback(conversation_id=reply.conversation_id, user_id=reply.user_id, channel="web", kind=FeedbackKind.HANDOFF_OUTCOME,
+                         reply_event_id=reply.event_id, outcome=value, agent_id="agent-1")  # fmt: skip
+        return json.loads(event.model_dump_json())
+
+    dead_letters = topics.dead_letter_topic("feedback-trainer").name
+    before = end_offsets(bootstrap, dead_letters)
+    unknown = outcome("great")
+    produce(bootstrap, topics.FEEDBACK.name, [outcome("resolved"), outcome("abandoned"), unknown])
+    counts = asyncio.run(_wait_for_counts(connections.redis_url, ArmCounts(1, 1), 20, "handoff", "handoff:2"))
+    assert counts == ArmCounts(1, 1), f"counts after 20 s: {counts}"
+    (letter,) = read_from(bootstrap, before, lambda r: json.loads(r.value).get("original_event_id") == unknown["event_id"], 1, timeout_s=20)
+    headers = {name: value.decode() for name, value in letter.headers}
+    assert headers["elmo.dlq.reason"] == "rejected" and "'great'" in headers["elmo.dlq.exception.message"]
+
+
 def _trainer_metrics(trainer: ServiceProcess) -> list[str]:
     import urllib.request
 
@@ -88,13 +113,15 @@ async def _index(redis_url: str, reply: Reply) -> None:
         await store.close()
 
 
-async def _wait_for_counts(redis_url: str, expected: ArmCounts, timeout_s: float) -> ArmCounts | None:
+async def _wait_for_counts(
+    redis_url: str, expected: ArmCounts, timeout_s: float, strategy: str = "greet", variant: str = "greet:1"
+) -> ArmCounts | None:
     store = ReplyLearningStore(redis.Redis.from_url(redis_url, decode_responses=True), prefix=PREFIX)
     deadline = time.monotonic() + timeout_s
     found = None
     try:
         while True:
-            found = (await store.counts(["greet"])).get("greet", {}).get("greet:1")
+            found = (await store.counts([strategy])).get(strategy, {}).get(variant)
             if found == expected or time.monotonic() >= deadline:
                 return found
             await asyncio.sleep(0.1)

@@ -8,7 +8,8 @@ import pytest
 
 from elmo.contracts.events import Feedback, FeedbackKind, Reply
 from elmo.reply_bandit import ArmCounts, ReplyRecord, Reward, parse_counts
-from services.feedback_trainer.core import reward_for
+from elmo.runtime.stage import RejectedInput
+from services.feedback_trainer.core import reward_for, unusable_handoff_outcome
 
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 REPLY = ReplyRecord("r-1", "greet", "greet:2", "greeting", "hello there", "c1", "u1")
@@ -42,6 +43,25 @@ def test_a_click_or_purchase_from_a_known_reply_is_an_uncapped_success(kind):
 )
 def test_other_reactions_reward_nothing(kind, fields, reply):
     assert reward_for(feedback(kind, **fields), reply) is None
+
+
+HANDOFF = ReplyRecord("r-1", "handoff", "handoff:1", "human_handoff", "let me talk to a person", "c1", "u1")
+
+
+@pytest.mark.parametrize(("outcome", "success"), [("resolved", True), ("abandoned", False), ("returned_to_bot", False)])
+def test_a_handoff_outcome_rewards_the_wording_of_the_reply_that_handed_off(outcome, success):
+    event = feedback(FeedbackKind.HANDOFF_OUTCOME, outcome=outcome, agent_id="agent-7")
+    reward = reward_for(event, HANDOFF)
+    assert reward == Reward("fb-1", "u1", "handoff", "handoff:1", success, AT.timestamp(), rate_limited=False)
+    assert unusable_handoff_outcome(event) is None
+
+
+def test_an_unknown_handoff_outcome_or_one_about_no_reply_is_rejected_with_the_reason():
+    unknown = feedback(FeedbackKind.HANDOFF_OUTCOME, outcome="great")
+    assert reward_for(unknown, HANDOFF) is None
+    assert isinstance(rejection := unusable_handoff_outcome(unknown), RejectedInput) and "'great'" in str(rejection)
+    orphan = Feedback(conversation_id="c1", user_id="u1", channel="web", kind=FeedbackKind.HANDOFF_OUTCOME, outcome="resolved")
+    assert "reply_event_id" in str(unusable_handoff_outcome(orphan))
 
 
 def test_the_index_entry_round_trips_a_reply():
