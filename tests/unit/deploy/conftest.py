@@ -13,7 +13,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy" / "k8s"
 SCHEMAS = REPO / "deploy" / "schemas"
-OVERLAYS = ("base", "overlays/dev", "overlays/prod")
+# prod-rephrasing is prod plus the opt-in rephrasing component (tests/unit/deploy/test_rephrasing.py).
+OVERLAYS = ("base", "overlays/dev", "overlays/prod", "overlays/prod-rephrasing")
 
 
 def kustomize_binary() -> Path | None:
