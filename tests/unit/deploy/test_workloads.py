@@ -165,3 +165,15 @@ def test_every_elmo_variable_the_manifests_set_is_a_setting_of_the_code(builds):
                 set_here |= {e["name"] for e in container.get("env", [])}
         unknown = {name for name in set_here if name.startswith("ELMO_")} - known
         assert not unknown, (overlay, unknown)
+
+
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass", "StorageClass"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_namespaced_resource_lands_in_the_elmo_namespace(builds, overlay):
+    # Resources of kustomize components do not inherit the base's namespace; a ScaledObject outside
+    # `elmo` would never find its Deployment.
+    stray = [f"{r['kind']}/{r['metadata']['name']}" for r in builds[overlay]
+             if r["kind"] not in CLUSTER_SCOPED and r["metadata"].get("namespace") != "elmo"]  # fmt: skip
+    assert stray == []
