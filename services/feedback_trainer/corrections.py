@@ -19,10 +19,17 @@ buffer of the newest `kept`. Weak labels never start a fine-tune (the model's ow
 would only confirm it); a fine-tune started by corrections takes them all, at a lower weight than
 the corrections, minus those a correction of the same fine-tune labels differently.
 
+Recent labelled traffic: the corrections of promoted fine-tunes are kept (the newest
+`RECENT_LABELLED_KEPT`, the newest label per text). Each later fine-tune replays them, so what
+agents taught is not forgotten, and the gate guards them: besides held-out accuracy, the
+candidate's accuracy on them (`recent_labelled_accuracy`) may not fall more than the tolerance
+below the current head's.
+
 Keys (`<prefix>` from `ELMO_LEARNING_KEY_PREFIX`, `<model kind>` `nlu-intent` or `sentiment`):
 - `<prefix>:corrections:<model kind>:pending`               JSON corrections not trained on yet
 - `<prefix>:corrections-applied:<feedback id>`              a correction already collected (or refused)
 - `<prefix>:corrections-rate:<model kind>:<user>:<hour>`    corrections of one kind, one user, one hour
+- `<prefix>:corrections:<model kind>:recent`                corrections of promoted fine-tunes, newest last
 - `<prefix>:weak-labels:<model kind>`                       JSON weak labels, the newest `kept`
 - `<prefix>:weak-labels-applied:<model kind>:<feedback id>` a weak label already collected (or refused)
 - `<prefix>:weak-labels-rate:<model kind>:<user>:<hour>`    weak labels of one kind, one user, one hour
@@ -51,6 +58,7 @@ from elmo.contracts.events import Feedback, FeedbackKind
 from elmo.models import intent_model, sentiment_model
 from elmo.models.classifier import EmbeddingClassifier
 from elmo.models.embeddings import SentenceEmbedder
+from elmo.models.artifacts import ModelVersion
 from elmo.models.registry import Decision, Evaluator, ModelRegistry
 from elmo.reply_bandit import HOUR_S, Outcome, ReplyRecord
 from elmo.runtime.stage import CoreResult, RejectedInput
@@ -199,6 +207,20 @@ def without_contradictions(weak_labels: Sequence[Correction], corrections: Seque
     return [w for w in weak_labels if corrected.get(_same_text(w.text), {w.label}) == {w.label}]
 
 
+# Corrections of promoted fine-tunes kept as recent labelled traffic (replayed and guarded).
+RECENT_LABELLED_KEPT = 200
+RECENT_LABELLED_METRIC = "recent_labelled_accuracy"
+
+
+def newest_label_per_text(corrections: Sequence[Correction]) -> list[Correction]:
+    """One correction per text (case and spacing ignored): the last one, as agents' later word wins."""
+    newest: dict[str, Correction] = {}
+    for c in corrections:
+        newest.pop(_same_text(c.text), None)
+        newest[_same_text(c.text)] = c
+    return list(newest.values())
+
+
 @dataclass(frozen=True)
 class FineTuneConfig:
     epochs: int = 8
@@ -216,10 +238,13 @@ def fine_tune_head(
     corrections: Sequence[Correction],
     config: FineTuneConfig = FineTuneConfig(),
     weak_labels: Sequence[Correction] = (),
+    recent: Sequence[Correction] = (),
 ) -> tuple[EmbeddingClassifier, dict[str, Any]]:
-    """A copy of `head` fine-tuned on `corrections`, `weak_labels` and a seeded replay of its original training data."""
+    """A copy of `head` fine-tuned on `corrections`, `weak_labels` and a seeded replay of its original
+    training data plus the `recent` corrections of earlier promoted fine-tunes."""
     originals = kind.originals()
     replay = random.Random(config.seed).sample(originals, min(config.replay_examples, len(originals)))
+    replay += [(r.text, r.label) for r in recent]
     examples = [(c.text, c.label) for c in corrections] + [(w.text, w.label) for w in weak_labels] + replay
     texts = [text for text, _ in examples]
     weights = np.array(
@@ -234,6 +259,7 @@ def fine_tune_head(
         "users": len({c.user_id for c in corrections}),
         "weak_labels": len(weak_labels),
         "replayed_examples": len(replay),
+        "recent_labelled": len(recent),
         "feedback_event_ids": [c.feedback_event_id for c in corrections][:200],
         "weak_label_feedback_event_ids": [w.feedback_event_id for w in weak_labels][:200],
         **asdict(config),
@@ -275,17 +301,34 @@ class HeadFineTuner:
         self.config = config
         self._evaluator: Evaluator | None = None
 
-    def __call__(self, corrections: Sequence[Correction], weak_labels: Sequence[Correction] = ()) -> Decision:
+    def __call__(self, corrections: Sequence[Correction], weak_labels: Sequence[Correction] = (), recent: Sequence[Correction] = ()) -> Decision:
         model_kind = self.kind.model_kind
         current = self.registry.store.current(model_kind)
         head, training_data = fine_tune_head(
-            self.kind, EmbeddingClassifier.load(current.path), self.embedder, corrections, self.config, weak_labels
+            self.kind, EmbeddingClassifier.load(current.path), self.embedder, corrections, self.config, weak_labels, recent
         )
         inherited = {key: current.meta[key] for key in INHERITED_META if key in current.meta}
         record = self.registry.register(model_kind, head.save, training_data=training_data, embedding_model=self.embedder.version, **inherited)
         if self._evaluator is None:
             self._evaluator = self.kind.evaluator(self.embedder)  # loads the held-out set once, on first use
-        return self.registry.promote_if_better(model_kind, record.version, self._evaluator)
+        return self.registry.promote_if_better(model_kind, record.version, self.guarded(self._evaluator, recent))
+
+    def guarded(self, held_out: Evaluator, recent: Sequence[Correction]) -> Evaluator:
+        """`held_out` plus the accuracy on recent labelled traffic as a guard metric (none without it)."""
+        if not recent:
+            return held_out
+        texts, labels = [r.text for r in recent], [r.label for r in recent]
+        features = self.kind.features(self.embedder.encode(texts), texts)
+
+        def evaluate(version: ModelVersion) -> dict[str, float]:
+            predicted = [label for label, _ in EmbeddingClassifier.load(version.path).predict(features)]
+            accuracy = sum(p == t for p, t in zip(predicted, labels, strict=True)) / len(labels)
+            return {**held_out.evaluate(version), RECENT_LABELLED_METRIC: accuracy}
+
+        return Evaluator(
+            held_out.primary_metric, evaluate, f"{held_out.held_out}; guard: {len(recent)} recent corrections",
+            guard_metrics=(*held_out.guard_metrics, RECENT_LABELLED_METRIC),
+        )  # fmt: skip
 
 
 class CorrectionTrainer:
@@ -296,7 +339,7 @@ class CorrectionTrainer:
     def __init__(
         self,
         client: redis.Redis,
-        fine_tune: Callable[[Sequence[Correction], Sequence[Correction]], Decision],
+        fine_tune: Callable[[Sequence[Correction], Sequence[Correction], Sequence[Correction]], Decision],
         *,
         kind: CorrectionKind,
         prefix: str,
@@ -322,6 +365,14 @@ class CorrectionTrainer:
     @property
     def pending_key(self) -> str:
         return f"{self.prefix}:corrections:{self.kind.model_kind}:pending"
+
+    @property
+    def recent_key(self) -> str:
+        return f"{self.prefix}:corrections:{self.kind.model_kind}:recent"
+
+    async def recent_labelled(self) -> list[Correction]:
+        """The corrections of promoted fine-tunes, the newest label per text."""
+        return newest_label_per_text([Correction.from_json(r) for r in await self._client.lrange(self.recent_key, 0, -1)])
 
     @property
     def weak_labels_key(self) -> str:
@@ -421,9 +472,11 @@ class CorrectionTrainer:
         weak_labels = without_contradictions(taken, corrections)
         if len(taken) > len(weak_labels):
             self.metrics.weak_labels.labels(model_kind, "contradicted").inc(len(taken) - len(weak_labels))
+        # This batch's word on a text replaces an earlier one.
+        recent = without_contradictions(await self.recent_labelled(), corrections)
         started = time.monotonic()
         try:
-            decision = await anyio.to_thread.run_sync(self.fine_tune, corrections, weak_labels)
+            decision = await anyio.to_thread.run_sync(self.fine_tune, corrections, weak_labels, recent)
         except Exception:
             self.metrics.fine_tunes.labels(model_kind, "failed").inc()
             log.exception(
@@ -439,6 +492,11 @@ class CorrectionTrainer:
             return None
         outcome = "promoted" if decision.promoted else "rejected"
         self.metrics.fine_tunes.labels(model_kind, outcome).inc()
+        if decision.promoted:  # what the serving head now knows joins the recent labelled traffic
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.rpush(self.recent_key, *[json.dumps(asdict(c)) for c in corrections])
+                pipe.ltrim(self.recent_key, -RECENT_LABELLED_KEPT, -1)
+                await pipe.execute()
         if weak_labels:
             self.metrics.weak_labels.labels(model_kind, "used").inc(len(weak_labels))
         self.decisions.append(decision)

@@ -67,6 +67,9 @@ class Evaluator:
     primary_metric: str
     evaluate: Callable[[ModelVersion], Mapping[str, float]]
     held_out: str = ""  # what the metrics are measured on, for the record
+    # Metrics that, when both versions have them, may not fall more than the tolerance either
+    # (recent labelled traffic, say: a candidate must not forget what agents taught the current one).
+    guard_metrics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -233,11 +236,22 @@ class ModelRegistry:
         current_metrics = _numbers(evaluator.evaluate(self.store.get(kind, current_version)))
         primary = evaluator.primary_metric
         new, old = candidate_metrics[primary], current_metrics[primary]
-        if new >= old - tolerance:
-            reason = f"{primary} {new:.4f} vs current {old:.4f} (tolerance {tolerance})"
+        regressed = [
+            f"{guard} {candidate_metrics[guard]:.4f} is below current {current_version} {current_metrics[guard]:.4f} by more than the tolerance {tolerance}"
+            for guard in evaluator.guard_metrics
+            if guard in candidate_metrics and guard in current_metrics and candidate_metrics[guard] < current_metrics[guard] - tolerance
+        ]
+        if new >= old - tolerance and not regressed:
+            guards = "".join(
+                f"; {g} {candidate_metrics[g]:.4f} vs {current_metrics[g]:.4f}"
+                for g in evaluator.guard_metrics if g in candidate_metrics and g in current_metrics
+            )  # fmt: skip
+            reason = f"{primary} {new:.4f} vs current {old:.4f}{guards} (tolerance {tolerance})"
             return self._promote(kind, version, current_version, reason, candidate_metrics, current_metrics, evaluator, tolerance)
 
-        reason = f"{primary} {new:.4f} is below current {current_version} {old:.4f} by more than the tolerance {tolerance}"
+        if new < old - tolerance:
+            regressed.insert(0, f"{primary} {new:.4f} is below current {current_version} {old:.4f} by more than the tolerance {tolerance}")
+        reason = "; ".join(regressed)
         with self.store.lock(kind):
             self.store.update_meta(
                 kind,
@@ -327,6 +341,7 @@ class ModelRegistry:
         return {
             "at": datetime.now(UTC).isoformat(),
             "primary_metric": evaluator.primary_metric,
+            "guard_metrics": list(evaluator.guard_metrics),
             "held_out": evaluator.held_out,
             "tolerance": tolerance,
             "candidate": candidate_metrics,

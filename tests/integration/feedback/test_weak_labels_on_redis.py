@@ -39,7 +39,7 @@ def outcomes(trainer: CorrectionTrainer) -> dict[str, float]:
 
 def with_trainers(
     connections: ConnectionSettings,
-    fine_tune: Callable[[Sequence[Correction], Sequence[Correction]], Decision],
+    fine_tune: Callable[[Sequence[Correction], Sequence[Correction], Sequence[Correction]], Decision],
     test: Callable[[dict[str, CorrectionTrainer]], Awaitable[None]],
     kept: int = 10,
 ) -> None:
@@ -67,7 +67,7 @@ def with_trainers(
     asyncio.run(run())
 
 
-def must_not_train(corrections: Sequence[Correction], weak_labels: Sequence[Correction]) -> Decision:
+def must_not_train(corrections: Sequence[Correction], weak_labels: Sequence[Correction], recent: Sequence[Correction] = ()) -> Decision:
     raise AssertionError(f"weak labels started a fine-tune ({len(corrections)} corrections, {len(weak_labels)} weak labels)")
 
 
@@ -101,7 +101,7 @@ def test_weak_labels_are_capped_per_user_kept_newest_and_never_start_a_fine_tune
 def test_a_fine_tune_started_by_corrections_takes_the_weak_labels_a_correction_does_not_contradict(connections: ConnectionSettings) -> None:
     seen: list[tuple[list[str], list[str]]] = []
 
-    def fine_tune(corrections: Sequence[Correction], weak_labels: Sequence[Correction]) -> Decision:
+    def fine_tune(corrections: Sequence[Correction], weak_labels: Sequence[Correction], recent: Sequence[Correction] = ()) -> Decision:
         seen.append(([c.label for c in corrections], [w.text for w in weak_labels]))
         return Decision(INTENT.model_kind, "v-2", promoted=False, reason="test")
 
@@ -122,7 +122,7 @@ def test_a_fine_tune_started_by_corrections_takes_the_weak_labels_a_correction_d
 
 
 def test_a_failed_fine_tune_puts_its_weak_labels_back(connections: ConnectionSettings) -> None:
-    def failing(corrections: Sequence[Correction], weak_labels: Sequence[Correction]) -> Decision:
+    def failing(corrections: Sequence[Correction], weak_labels: Sequence[Correction], recent: Sequence[Correction] = ()) -> Decision:
         raise RuntimeError("out of memory")
 
     async def test(trainers: dict[str, CorrectionTrainer]) -> None:

@@ -55,6 +55,19 @@ def test_twenty_corrections_are_learnt_and_the_head_passes_the_gate(nlu_store: A
     assert meta["training_data"]["corrections"] == 20 and meta["parent_version"] == before_version
     assert meta["training_data"]["weak_labels"] == 0
 
+    # Those corrections are now recent labelled traffic. A later batch that would make the head
+    # forget them (another account relabelling zorblax as complaints) may keep held-out accuracy,
+    # but the guard on recent labelled traffic rejects it.
+    flipped = [Correction(f"fb-x{n}", "other", text, "complaint", 0.0) for n, text in enumerate(ZORBLAX[:5])]
+    forgetting = tuner(nlu_store, embedder)(flipped, (), corrections)
+    print(forgetting.reason)
+    assert not forgetting.promoted
+    assert forgetting.candidate_metrics["recent_labelled_accuracy"] < forgetting.current_metrics["recent_labelled_accuracy"] - 0.01
+    # Held-out accuracy alone would have let it through: the guard decided.
+    assert forgetting.candidate_metrics["held_out_accuracy"] >= forgetting.current_metrics["held_out_accuracy"] - 0.01
+    assert forgetting.reason.startswith("recent_labelled_accuracy")
+    assert nlu_store.current_version(MODEL_KIND) == decision.version
+
 
 def test_a_flood_of_wrong_corrections_does_not_pass_the_gate(nlu_store: ArtifactStore, embedder: SentenceEmbedder) -> None:
     before_version = nlu_store.current_version(MODEL_KIND)

@@ -83,6 +83,27 @@ def test_the_gate_rejects_a_regression_beyond_the_tolerance_and_keeps_the_candid
     assert registry.promote_if_better(KIND, new, scored({"old": 0.90, "worse": 0.885}), tolerance=0.02).promoted
 
 
+def test_a_guard_metric_that_regresses_rejects_a_candidate_the_primary_metric_would_promote(registry):
+    registry.store.save(KIND, write("old"), {})
+    old = registry.store.current_version(KIND)
+    scores = {"old": (0.90, 1.00), "forgetful": (0.91, 0.60), "steady": (0.91, 0.995)}
+
+    def evaluate(v):  # noqa: ANN001, ANN202
+        held_out, recent = scores[(v.path / "weights.bin").read_text()]
+        return {"accuracy": held_out, "recent_labelled_accuracy": recent}
+
+    guarded = Evaluator("accuracy", evaluate, "fixture", guard_metrics=("recent_labelled_accuracy",))
+    forgetful = registry.promote_if_better(KIND, candidate(registry, "forgetful"), guarded)
+    assert not forgetful.promoted and registry.store.current_version(KIND) == old
+    assert forgetful.reason.startswith("recent_labelled_accuracy 0.6000 is below current")
+    steady = registry.promote_if_better(KIND, candidate(registry, "steady"), guarded)
+    assert steady.promoted and "recent_labelled_accuracy 0.9950 vs 1.0000" in steady.reason
+    assert registry.record(KIND, steady.version).evaluation["guard_metrics"] == ["recent_labelled_accuracy"]
+    # Without the metric on both sides (no recent traffic yet) only the primary metric decides.
+    plain = Evaluator("accuracy", lambda v: {"accuracy": 0.92}, "fixture", guard_metrics=("recent_labelled_accuracy",))
+    assert registry.promote_if_better(KIND, candidate(registry, "plain"), plain).promoted
+
+
 def test_the_tolerance_comes_from_ELMO_PROMOTION_TOLERANCE(tmp_path, monkeypatch):
     monkeypatch.setenv("ELMO_PROMOTION_TOLERANCE", "0.05")
     assert ModelRegistry(ArtifactStore(tmp_path)).tolerance == 0.05
