@@ -267,6 +267,11 @@ def fine_tune_head(
     return tuned, training_data
 
 
+def outcome_label(outcome: Outcome) -> str:
+    """The metrics' name of a collection outcome: collected, already_counted or rate_limited."""
+    return "collected" if outcome is Outcome.COUNTED else outcome.name.lower()
+
+
 class CorrectionMetrics:
     """Shared by the trainers of every kind; `model_kind` tells them apart."""
 
@@ -389,7 +394,7 @@ class CorrectionTrainer:
                 results.append(error)
         outcomes = await self.add(usable)
         for outcome in outcomes:
-            self.metrics.corrections.labels(self.kind.model_kind, {Outcome.COUNTED: "collected"}.get(outcome, outcome.name.lower())).inc()
+            self.metrics.corrections.labels(self.kind.model_kind, outcome_label(outcome)).inc()
         if Outcome.COUNTED in outcomes and await self.pending() >= self.batch:
             self.train_in_background()
         return results
@@ -402,7 +407,7 @@ class CorrectionTrainer:
         found = [weak_label_from(self.kind, e, replies.get(e.reply_event_id or ""), threshold) for e in ratings]
         outcomes = await self.add_weak_labels([w for w in found if w is not None])
         for outcome in outcomes:
-            self.metrics.weak_labels.labels(self.kind.model_kind, {Outcome.COUNTED: "collected"}.get(outcome, outcome.name.lower())).inc()
+            self.metrics.weak_labels.labels(self.kind.model_kind, outcome_label(outcome)).inc()
 
     async def add(self, corrections: Sequence[Correction]) -> list[Outcome]:
         kind = self.kind.model_kind

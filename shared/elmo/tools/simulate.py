@@ -135,9 +135,14 @@ def turn_rng(seed: int, shopper: int, session: int, turn: int) -> random.Random:
     return random.Random(f"{seed}/{shopper}/{session}/{turn}")
 
 
+def about_reply(reply: dict, user_id: str) -> dict:
+    """The fields every feedback event about `reply` carries."""
+    return {"conversation_id": reply["conversation_id"], "user_id": user_id, "channel": CHANNEL, "reply_event_id": reply["event_id"]}
+
+
 def feedback_events(reactions: Sequence[Reaction], reply: dict, user_id: str) -> list[Feedback]:
     """What a shop front-end would send for these reactions: clicks, purchases and one rating."""
-    common = {"conversation_id": reply["conversation_id"], "user_id": user_id, "channel": CHANNEL, "reply_event_id": reply["event_id"]}
+    common = about_reply(reply, user_id)
     events = []
     for reaction in reactions:
         link = {"item_id": reaction.item_id, "tracking_id": reaction.tracking_id or None}
@@ -152,7 +157,7 @@ def feedback_events(reactions: Sequence[Reaction], reply: dict, user_id: str) ->
 
 def view_events(reply: dict, user_id: str) -> list[Feedback]:
     """What the front-end reports on showing a reply: one view per recommendation (impressions)."""
-    common = {"conversation_id": reply["conversation_id"], "user_id": user_id, "channel": CHANNEL, "reply_event_id": reply["event_id"]}
+    common = about_reply(reply, user_id)
     return [
         Feedback(kind=FeedbackKind.RECOMMENDATION_VIEWED, item_id=r["item_id"], tracking_id=r.get("tracking_id") or None, **common)
         for r in reply.get("recommendations", [])
