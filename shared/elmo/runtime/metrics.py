@@ -26,6 +26,18 @@ class ServiceMetrics:
         self._dead_lettered = Counter(
             "elmo_messages_dead_lettered", "Records sent to the dead-letter topic.", [*labels, "reason"], registry=self.registry
         )
+        self._rewinds = Counter(
+            "elmo_batch_rewinds",
+            "Batches rewound to be read again because a dependency (Redis, Kafka) failed.",
+            labels,
+            registry=self.registry,
+        )
+        self._stuck = Gauge(
+            "elmo_partitions_stuck",
+            "Partitions with records waiting that have not advanced for ELMO_PROGRESS_STALL_S (as of the last probe).",
+            labels,
+            registry=self.registry,
+        )
         self._processing = Histogram(
             "elmo_batch_processing_seconds",
             "Time to handle one batch: decode, dedupe, core, publish, commit.",
@@ -68,6 +80,12 @@ class ServiceMetrics:
 
     def dead_lettered(self, reason: str) -> None:
         self._dead_lettered.labels(self.service, reason).inc()
+
+    def rewound(self) -> None:
+        self._rewinds.labels(self.service).inc()
+
+    def partitions_stuck(self, count: int) -> None:
+        self._stuck.labels(self.service).set(count)
 
     def batch(self, size: int, seconds: float) -> None:
         self._batch_size.labels(self.service).observe(size)

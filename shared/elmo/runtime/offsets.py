@@ -67,10 +67,13 @@ class OffsetCommitter:
 class CommitOnRevoke(ConsumerRebalanceListener):
     """Commits finished work for partitions about to move to another consumer."""
 
-    def __init__(self, committer: OffsetCommitter) -> None:
+    def __init__(self, committer: OffsetCommitter, forget: Callable[[list[tuple[str, int]]], None] | None = None) -> None:
         self.committer = committer
+        self.forget = forget
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if self.forget is not None:
+            self.forget([(tp.topic, tp.partition) for tp in revoked])
         try:
             await self.committer.flush(revoked)
         except Exception:  # noqa: BLE001 - the new owner will skip what we finished, via idempotency

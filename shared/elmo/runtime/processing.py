@@ -20,6 +20,7 @@ from elmo.contracts.codec import UndecodableRecord, decode, encode
 from elmo.contracts.events import Event
 from elmo.contracts.topics import Topic
 from elmo.runtime.dead_letters import dead_letter_record
+from elmo.runtime.failures import DependencyUnavailable, is_transient
 from elmo.runtime.idempotency import SeenEvents
 from elmo.runtime.json_logs import event_context
 from elmo.runtime.metrics import ServiceMetrics
@@ -64,15 +65,20 @@ class BatchProcessor:
         seen: SeenEvents,
         metrics: ServiceMetrics,
         retry: RetryPolicy = RetryPolicy(),
+        max_record_bytes: int | None = None,
     ) -> None:
         self.stage = stage
         self.publish = publish
         self.seen = seen
         self.metrics = metrics
         self.retry = retry
+        self.max_record_bytes = max_record_bytes
 
     async def handle(self, records: Sequence[ConsumedRecord], commit: Commit | None = None) -> None:
         """Handle a batch; raises only when the outcome could not be made durable (then retry it).
+
+        A dependency's transient failure inside the core (Redis or Kafka unreachable, a timeout)
+        raises `DependencyUnavailable` rather than dead-lettering anything: the record is fine.
 
         `commit` (the consumer's offset commit) runs once every output is acknowledged, side by
         side with remembering the handled ids: either order is safe, since a committed batch is
@@ -117,13 +123,14 @@ class BatchProcessor:
         pending: list[_Pending] = []
         for record in records:
             try:
-                event = decode(record.value, self.stage.input_type)
-            except UndecodableRecord as error:
+                event = decode(record.value, self.stage.input_type, self.max_record_bytes)
+            except Exception as error:  # noqa: BLE001 - whatever a record does to the decoder, it is that record's
+                reason = error.reason if isinstance(error, UndecodableRecord) else "malformed"
                 log.warning(
                     "dead-lettering undecodable record",
-                    extra={"fields": {"reason": error.reason, "error": str(error)[:300], "offset": record.offset}},
+                    extra={"fields": {"reason": reason, "error": str(error)[:300], "partition": record.partition, "offset": record.offset}},
                 )
-                outgoing.append(self._dead_letter(record, error.reason, error))
+                outgoing.append(self._dead_letter(record, reason, error))
                 continue
             pending.append(_Pending(record, event))
         return pending
@@ -144,25 +151,38 @@ class BatchProcessor:
     async def _run_core(self, events: list[Event]) -> list[CoreResult | BaseException]:
         """The whole batch in one call; if that fails, each event alone, with retries."""
         try:
-            return list(await self._call_core(events))
+            results = list(await self._call_core(events))
         except Exception as error:  # noqa: BLE001 - any core failure is isolated per event below
             self.metrics.failed()
+            if is_transient(error):
+                raise DependencyUnavailable(error) from error
             if len(events) == 1 and isinstance(error, RejectedInput):
                 return [error]
             log.warning("batch failed, isolating events", extra={"fields": {"error": repr(error)[:300], "size": len(events)}})
-        return [await self._run_one_with_retries(event) for event in events]
+            return [await self._run_one_with_retries(event) for event in events]
+        # A core may hand back an exception per input; a dependency's failure is still not the input's.
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, RejectedInput) and is_transient(result):
+                raise DependencyUnavailable(result) from result
+        return results
 
     async def _run_one_with_retries(self, event: Event) -> CoreResult | BaseException:
         with event_context(event_id=event.event_id, conversation_id=event.conversation_id):
             for attempt in range(1, self.retry.max_attempts + 1):
                 try:
                     (result,) = await self._call_core([event])
+                    if isinstance(result, BaseException) and not isinstance(result, RejectedInput) and is_transient(result):
+                        raise DependencyUnavailable(result) from result
                     return result
+                except DependencyUnavailable:
+                    raise
                 except RejectedInput as error:
                     self.metrics.failed()
                     return error
                 except Exception as error:  # noqa: BLE001 - retried, then dead-lettered with its class
                     self.metrics.failed()
+                    if is_transient(error):
+                        raise DependencyUnavailable(error) from error
                     if attempt == self.retry.max_attempts:
                         log.error("processing failed after retries", exc_info=error)
                         return error

@@ -40,6 +40,17 @@ class RuntimeSettings(ConnectionSettings):
     max_attempts: int = Field(3, ge=1, description="Tries of a failing record before it is dead-lettered.")
     retry_backoff_s: float = Field(0.2, ge=0, description="First retry delay; doubles each try.")
     retry_backoff_max_s: float = Field(5.0, ge=0, description="Cap on the retry delay.")
+    max_record_bytes: int = Field(
+        1024 * 1024, ge=1, description="Larger input records are dead-lettered as too_large without being parsed."
+    )
+    rewind_backoff_s: float = Field(
+        0.5, ge=0, description="After a dependency failed (Redis or Kafka unreachable), first wait before re-reading the batch; doubles each time."
+    )
+    rewind_backoff_max_s: float = Field(5.0, ge=0, description="Cap on the wait before re-reading a rewound batch.")
+    max_rereads: int = Field(50, ge=1, description="/healthz fails when the same batch was rewound more times in a row than this.")
+    progress_stall_s: float = Field(
+        300.0, gt=0, description="/healthz fails when a partition with records waiting has not advanced for this long."
+    )
     idempotency_ttl_s: int = Field(24 * 3600, ge=1, description="How long a processed event id is remembered.")
     shutdown_grace_s: float = Field(20.0, ge=0, description="On SIGTERM, how long in-flight work may take.")
     stall_after_s: float = Field(120.0, gt=0, description="/healthz fails when one batch runs longer than this.")

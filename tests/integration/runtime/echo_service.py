@@ -1,14 +1,18 @@
 """A test-only service on the runtime: echoes each inbound message as a new, derived one.
 
 Text `boom` makes the core raise (to exercise retries and dead letters); `slow:<seconds>` makes it
-take that long (to have work in flight when the process is signalled). Topics and the service name
-come from the environment so every test gets its own.
+take that long (to have work in flight when the process is signalled). While the file named by
+`ECHO_OUTAGE_FILE` exists, every batch fails as if Redis were down (a dependency outage). Topics
+and the service name come from the environment so every test gets its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
+
+import redis.exceptions
 
 from elmo.contracts.events import InboundMessage
 from elmo.contracts.topics import Topic
@@ -16,6 +20,9 @@ from elmo.runtime import RuntimeSettings, Stage, run_stage
 
 
 async def echo(events: list[InboundMessage]) -> list[InboundMessage]:
+    outage = os.environ.get("ECHO_OUTAGE_FILE")
+    if outage and Path(outage).exists():
+        raise redis.exceptions.ConnectionError("injected outage: Redis unreachable")
     outputs = []
     for event in events:
         text = event.text or ""

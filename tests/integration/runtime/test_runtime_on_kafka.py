@@ -146,3 +146,46 @@ def test_health_readiness_and_metrics_endpoints(echo_chain, connections):
         time.sleep(0.1)
     for line in expected:
         assert line in text
+
+
+def test_an_outage_rewinds_every_partition_of_the_batch_and_health_reports_no_progress(echo_chain, connections, tmp_path):
+    outage = tmp_path / "redis-is-down"
+    outage.touch()
+    (echo,) = echo_chain(
+        partitions=2,
+        ECHO_OUTAGE_FILE=str(outage),
+        ELMO_PROGRESS_STALL_S="2",
+        ELMO_REWIND_BACKOFF_S="0.2",
+        ELMO_REWIND_BACKOFF_MAX_S="0.5",
+    )
+    bootstrap = connections.kafka_bootstrap_servers
+    total = 60
+    # Both partitions hold records before the service starts, so its batches span both.
+    for key in (b"left", b"right"):
+        produce(bootstrap, echo.in_topic, [inbound(f"{key.decode()}-{i}", key.decode(), f"m{i}") for i in range(total // 2)], key=key)
+    echo.start()
+
+    deadline = time.monotonic() + 30
+    while True:
+        status, health = echo.http("/healthz")
+        if status == 503:
+            break
+        assert time.monotonic() < deadline, f"/healthz stayed ok during the outage: {health}"
+        time.sleep(0.3)
+    assert health["rereads_in_a_row"] >= 2
+    assert len(health["stuck_partitions"]) == 2, health  # both partitions have records waiting
+    metrics = echo.http("/metrics")[1]
+    assert 'elmo_partitions_stuck{service="' + echo.name + '"} 2.0' in metrics
+    assert "elmo_batch_rewinds_total" in metrics
+
+    outage.unlink()  # Redis is back
+    outputs = values(consume(bootstrap, echo.out_topic, expected=total, timeout_s=60, settle_s=2.0))
+
+    assert Counter(o["parent_event_id"] for o in outputs) == Counter(
+        [f"left-{i}" for i in range(total // 2)] + [f"right-{i}" for i in range(total // 2)]
+    ), "a record was skipped or doubled"
+    assert consume(bootstrap, dead_letter_topic(echo.name).name, expected=1, timeout_s=2) == [], "an outage was dead-lettered"
+    deadline = time.monotonic() + 10
+    while echo.http("/healthz")[0] != 200:
+        assert time.monotonic() < deadline, "/healthz did not recover after the outage"
+        time.sleep(0.3)

@@ -2,10 +2,16 @@
 
 import json
 
+import aiokafka.errors
 import pytest
+import redis.exceptions
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from elmo.contracts.events import InboundMessage, Utterance
 from elmo.contracts.topics import Topic
+from elmo.runtime.dead_letters import MAX_DEAD_LETTER_BYTES
+from elmo.runtime.failures import DependencyUnavailable
 from elmo.runtime.idempotency import InMemorySeenEvents
 from elmo.runtime.metrics import ServiceMetrics
 from elmo.runtime.processing import BatchProcessor, RetryPolicy, output_event_id
@@ -101,19 +107,118 @@ async def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_flow():
     assert body["error_message"] == "core exploded"
 
 
-async def test_transient_failures_are_retried_before_giving_up():
+async def test_failures_of_a_record_are_retried_before_giving_up():
     calls = {"n": 0}
 
     def flaky(events):
         calls["n"] += 1
         if calls["n"] <= 2:
-            raise TimeoutError("model server busy")
+            raise RuntimeError("a bug this record triggers, twice")
         return echo_core(events)
 
     processor, out = make(core=flaky)
     await processor.handle(records(inbound("a", "one")))
     assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["ONE"]
     assert not out.on("elmo.dlq.echo")
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+        redis.exceptions.TimeoutError("Timeout reading from socket"),
+        aiokafka.errors.KafkaConnectionError("Unable to bootstrap"),
+        TimeoutError("model server busy"),
+    ],
+    ids=["redis-down", "redis-timeout", "kafka-down", "timeout"],
+)
+async def test_a_dependency_outage_rewinds_the_batch_and_dead_letters_nothing(outage):
+    down = {"now": True}
+
+    def needs_redis(events):
+        if down["now"]:
+            raise RuntimeError("dialogue state unavailable") from outage  # wrapped, as cores do
+        return echo_core(events)
+
+    seen = InMemorySeenEvents()
+    processor, out = make(core=needs_redis, seen=seen)
+    batch = records(inbound("a", "one"), inbound("b", "two"))
+    with pytest.raises(DependencyUnavailable):
+        await processor.handle(batch)
+    assert out.published == [] and not seen.handled  # nothing dead-lettered, nothing marked handled
+
+    down["now"] = False  # the dependency is back: the rewound batch is read again
+    await processor.handle(batch)
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["ONE", "TWO"]
+    assert not out.on("elmo.dlq.echo")
+
+
+async def test_a_core_returning_an_outage_for_one_input_rewinds_too():
+    def per_input(events):
+        return [redis.exceptions.ConnectionError("gone") if e.text == "two" else echo_core([e])[0] for e in events]
+
+    processor, out = make(core=per_input)
+    with pytest.raises(DependencyUnavailable):
+        await processor.handle(records(inbound("a", "one"), inbound("b", "two")))
+    assert out.published == []
+
+
+POISON = [
+    b'{"n": ' + b"1" * 5000 + b"}",  # int() refuses over 4,300 digits: ValueError, not JSONDecodeError
+    b"[" * 100_000 + b"]" * 100_000,  # RecursionError
+    b'{"a":' * 5000 + b"1" + b"}" * 5000,
+    b"\xff\xfe\x00garbage",
+    b'{"conversation_id": "c\x00", "user_id": "u1", "channel": "web", "text": "raw NUL"}',
+    b'{"conversation_id": "c1", "user_id": "u1", "channel": "web", "text": "escaped NUL \\u0000"}',
+    b'{"conversation_id": 5, "user_id": ["u"], "channel": {}, "text": 1e999}',
+    b'{"conversation_id": "c1", "user_id": "u1", "channel": "web", "text": "x", "schema_version": {"v": 1}}',
+    b"[1, 2, 3]",
+    b'"just a string"',
+    b"",
+    b"null",
+    b" " * 2_000_000,  # over the size budget
+]
+
+
+async def test_poison_records_are_dead_lettered_and_the_rest_of_the_batch_flows():
+    processor, out = make()
+    processor.max_record_bytes = 1024 * 1024
+    values = [inbound("good-1", "first")] + POISON + [inbound("good-2", "second")]
+    await processor.handle(records(*values))
+
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["FIRST", "SECOND"]
+    letters = out.on("elmo.dlq.echo")
+    assert len(letters) == len(POISON)
+    reasons = [r.headers["elmo.dlq.reason"] for r in letters]
+    assert set(reasons) <= {"malformed", "invalid", "too_large"}
+    assert reasons[-1] == "too_large"
+    for letter in letters:
+        assert len(letter.value) <= MAX_DEAD_LETTER_BYTES
+        body = json.loads(letter.value)
+        assert body["error_message"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+            lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+            max_leaves=20,
+        ).map(lambda doc: json.dumps(doc).encode()),
+        st.fixed_dictionaries(
+            {"conversation_id": st.text(max_size=10), "user_id": st.text(max_size=10), "channel": st.text(max_size=10)},
+            optional={"text": st.text(max_size=30), "schema_version": st.integers(), "event_id": st.text(max_size=10)},
+        ).map(lambda doc: json.dumps(doc).encode()),
+    )
+)
+async def test_fuzzed_values_never_stop_the_batch(value):
+    processor, out = make()
+    await processor.handle(records(inbound("good-1", "first"), value, inbound("good-2", "second")))
+    texts = [json.loads(r.value)["text"] for r in out.on(OUT.name)]
+    assert texts[0] == "FIRST" and texts[-1] == "SECOND"
+    assert len(out.published) == 3  # the fuzzed value became an output or a dead letter, never nothing
 
 
 async def test_a_batch_that_cannot_be_published_is_not_remembered():
