@@ -41,7 +41,9 @@ class RuntimeSettings(ConnectionSettings):
     retry_backoff_s: float = Field(0.2, ge=0, description="First retry delay; doubles each try.")
     retry_backoff_max_s: float = Field(5.0, ge=0, description="Cap on the retry delay.")
     max_record_bytes: int = Field(
-        1024 * 1024, ge=1, description="Larger input records are dead-lettered as too_large without being parsed."
+        768 * 1024,
+        ge=1,
+        description="Larger input records are dead-lettered as too_large without being parsed (an inline voice note of 512 KiB is about 700 KB).",
     )
     rewind_backoff_s: float = Field(
         0.5, ge=0, description="After a dependency failed (Redis or Kafka unreachable), first wait before re-reading the batch; doubles each time."
