@@ -8,7 +8,7 @@ ELMO := $(BIN)/elmo
 PIP_FLAGS ?= --disable-pip-version-check
 
 .PHONY: setup system-packages tools test-data models kafka-up kafka-down redis-up redis-down infra-up infra-down topics up down \
-        test test-unit test-integration bench demo docs clean
+        test test-unit test-integration chaos bench demo docs clean
 
 setup: $(VENV)/.installed
 
@@ -96,7 +96,15 @@ test-unit: setup tools
 test: setup system-packages tools test-data
 	@set -o pipefail; started=$$($(ELMO) kafka status --quiet || echo started); \
 	$(MAKE) --no-print-directory infra-up; \
-	$(BIN)/pytest tests/unit tests/integration tests/e2e -q -ra; status=$$?; \
+	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/chaos -m "not chaos_full" -q -ra; status=$$?; \
+	if [ "$$started" = started ]; then $(MAKE) --no-print-directory infra-down; fi; \
+	exit $$status
+
+# Every chaos test (the quick subset also runs in `make test`); results in docs/reliability.md.
+chaos: setup system-packages tools test-data
+	@set -o pipefail; started=$$($(ELMO) kafka status --quiet || echo started); \
+	$(MAKE) --no-print-directory infra-up; \
+	$(BIN)/pytest tests/chaos -q -ra -s; status=$$?; \
 	if [ "$$started" = started ]; then $(MAKE) --no-print-directory infra-down; fi; \
 	exit $$status
 

@@ -29,11 +29,10 @@ from tests.chaos.traffic import (
     send_paced,
     wait_for_replies,
 )
-from tests.integration.kafka_io import chain_services
+from tests.chaos.conftest import CHAOS_SERVICES as SERVICES
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-SERVICES = ("intake", "asr", "nlu", "sentiment", "recommender", "generator", "feedback-trainer")
 MAX_LARGE_POISON = 6  # values near 1 MB: a few prove the budget; hundreds would only load the machine
 
 
@@ -61,58 +60,57 @@ def poison_items(count: int) -> list[tuple[str, bytes, bytes]]:
     return [(targets[i % len(targets)], f"poison-{i}".encode(), value) for i, value in enumerate(values)]
 
 
-def run_poison_beside_turns(bootstrap: str, trained_model_store, seconds: float, poison_rate: float, turn_rate: float) -> None:
+def run_poison_beside_turns(chain, seconds: float, poison_rate: float, turn_rate: float) -> None:
     run = run_id()
-    env = {"ELMO_MODEL_STORE": str(trained_model_store.root)}
-    with chain_services(bootstrap, SERVICES, f"chaos-poison-{run}", env, timeout_s=180) as services:
-        watcher = TopicWatcher(bootstrap, [topics.REPLIES.name, *dead_letter_topics()])
-        watcher.start()
-        turns = [customer_turn(run, i) for i in range(int(seconds * turn_rate))]
-        poison = poison_items(int(seconds * poison_rate))
-        health_samples: list[int] = []
-        stop_sampling = threading.Event()
+    bootstrap, services = chain.bootstrap, chain.services
+    watcher = TopicWatcher(bootstrap, [topics.REPLIES.name, *dead_letter_topics()])
+    watcher.start()
+    turns = [customer_turn(run, i) for i in range(int(seconds * turn_rate))]
+    poison = poison_items(int(seconds * poison_rate))
+    health_samples: list[int] = []
+    stop_sampling = threading.Event()
 
-        def sample_health() -> None:
-            while not stop_sampling.wait(1.0):
-                health_samples.extend(healthz(service.port) for service in services)
+    def sample_health() -> None:
+        while not stop_sampling.wait(1.0):
+            health_samples.extend(healthz(service.port) for service in services)
 
-        sampler = threading.Thread(target=sample_health, daemon=True)
-        sampler.start()
-        good_producer, bad_producer = producer(bootstrap), producer(bootstrap)
-        landed_poison: list = []
-        poisoner = threading.Thread(target=lambda: landed_poison.extend(send_paced(bad_producer, poison, poison_rate)))
-        started = time.monotonic()
-        poisoner.start()
-        send_paced(
-            good_producer,
-            [(topics.INBOUND.name, t["conversation_id"].encode(), json.dumps(t).encode()) for t in turns],
-            turn_rate,
-        )
-        poisoner.join()
-        sent_all = time.monotonic()
-        outcome: Outcome = wait_for_replies(watcher, [t["event_id"] for t in turns], timeout_s=120)
-        answered = time.monotonic()
+    sampler = threading.Thread(target=sample_health, daemon=True)
+    sampler.start()
+    good_producer, bad_producer = producer(bootstrap), producer(bootstrap)
+    landed_poison: list = []
+    poisoner = threading.Thread(target=lambda: landed_poison.extend(send_paced(bad_producer, poison, poison_rate)))
+    started = time.monotonic()
+    poisoner.start()
+    send_paced(
+        good_producer,
+        [(topics.INBOUND.name, t["conversation_id"].encode(), json.dumps(t).encode()) for t in turns],
+        turn_rate,
+    )
+    poisoner.join()
+    sent_all = time.monotonic()
+    outcome: Outcome = wait_for_replies(watcher, [t["event_id"] for t in turns], timeout_s=120)
+    answered = time.monotonic()
 
-        # Every poison record is in the dead-letter topic of the service that read it, with its reason.
-        readers = consumed_topics()
-        wanted = {(s.topic, s.partition, s.offset) for s in landed_poison}
-        deadline = time.monotonic() + 60
-        while True:
-            letters = {}
-            for service in {readers[s.topic] for s in landed_poison}:
-                for letter in watcher.values(f"elmo.dlq.{service}"):
-                    letters[(letter["original_topic"], letter["original_partition"], letter["original_offset"])] = letter
-            missing_letters = wanted - letters.keys()
-            if not missing_letters or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        lettered = time.monotonic()
-        stop_sampling.set()
-        sampler.join()
-        final_health = {service.group: healthz(service.port) for service in services}
-        watcher.stop()
-        good_producer.close()
-        bad_producer.close()
+    # Every poison record is in the dead-letter topic of the service that read it, with its reason.
+    readers = consumed_topics()
+    wanted = {(s.topic, s.partition, s.offset) for s in landed_poison}
+    deadline = time.monotonic() + 60
+    while True:
+        letters = {}
+        for service in {readers[s.topic] for s in landed_poison}:
+            for letter in watcher.values(f"elmo.dlq.{service}"):
+                letters[(letter["original_topic"], letter["original_partition"], letter["original_offset"])] = letter
+        missing_letters = wanted - letters.keys()
+        if not missing_letters or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    lettered = time.monotonic()
+    stop_sampling.set()
+    sampler.join()
+    final_health = {service.group: healthz(service.port) for service in services}
+    watcher.stop()
+    good_producer.close()
+    bad_producer.close()
 
     reasons: dict[str, int] = {}
     for key in wanted & letters.keys():
@@ -140,10 +138,10 @@ def run_poison_beside_turns(bootstrap: str, trained_model_store, seconds: float,
     assert all(status == 200 for status in health_samples), "a service reported no progress while poison flowed"
 
 
-def test_poison_on_every_chain_topic_is_dead_lettered_while_customers_are_answered(connections, trained_model_store):
-    run_poison_beside_turns(connections.kafka_bootstrap_servers, trained_model_store, seconds=15, poison_rate=30, turn_rate=5)
+def test_poison_on_every_chain_topic_is_dead_lettered_while_customers_are_answered(chaos_chain):
+    run_poison_beside_turns(chaos_chain, seconds=15, poison_rate=30, turn_rate=5)
 
 
 @pytest.mark.chaos_full
-def test_poison_at_50_per_second_beside_20_turns_per_second_for_a_minute(connections, trained_model_store):
-    run_poison_beside_turns(connections.kafka_bootstrap_servers, trained_model_store, seconds=60, poison_rate=50, turn_rate=20)
+def test_poison_at_50_per_second_beside_20_turns_per_second_for_a_minute(chaos_chain):
+    run_poison_beside_turns(chaos_chain, seconds=60, poison_rate=50, turn_rate=20)
