@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from elmo.contracts import topics
 from elmo.contracts.codec import encode
@@ -65,7 +65,7 @@ def decode_update(record: ConsumerRecord) -> ModelUpdate | None:
         return None
     try:
         return ModelUpdate.model_validate_json(record.value)
-    except ValidationError as error:
+    except Exception as error:  # noqa: BLE001 - any producer can write the topic: a bad record is skipped, never fatal
         log.warning("ignoring an undecodable model update", extra={"fields": {"offset": record.offset, "error": str(error)[:300]}})
         return None
 
