@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio.to_thread
 from redis.asyncio.client import Pipeline
@@ -28,8 +28,12 @@ class ReplyGenerator:
         rephraser: Rephraser | None = None,
         reply_index: ReplyLearningStore | None = None,
         rephrasing_log: RephrasingLog | None = None,
+        reply_event_id: Callable[[Recommended], str] | None = None,
     ) -> None:
         self.brand = brand
+        # The id the reply will be published under (the runtime's, derived from the input), so the
+        # reply index and the rephrasing log key on the id clients see and send feedback about.
+        self.reply_event_id = reply_event_id
         self.dialogue = dialogue
         self.choose_variant = choose_variant
         # Without a hot-swapped model handed to `reply_batch`, this one rephrases (None: templates only).
@@ -51,9 +55,11 @@ class ReplyGenerator:
                 event, bots[event.conversation_id], self.brand, self.choose_variant
             )
             text = await self._maybe_rephrase(composed, rephraser)
+            identity = {"event_id": self.reply_event_id(event)} if self.reply_event_id is not None else {}
             replies.append(
                 event.derive(
                     Reply,
+                    **identity,
                     text=text,
                     strategy=composed.strategy,
                     variant=composed.variant,

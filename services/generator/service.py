@@ -21,12 +21,15 @@ from elmo.models.rephraser import MODEL_KIND as REPHRASER_KIND
 from elmo.models.rephraser import RephraserModel, RephrasingLog
 from elmo.reply_bandit import ReplyLearningStore
 from elmo.runtime import ModelSlot, Stage, run_stage
+from elmo.runtime.processing import output_event_id
 from services.generator.core import ReplyGenerator
 from services.generator.policy import Brand, stable_variant
 from services.generator.rephrase import RephraseMetrics, Rephraser, judge
 from services.generator.settings import GeneratorSettings
 from services.generator.templates import load_templates
 from services.generator.variant_policy import ThompsonVariantPolicy
+
+SERVICE_NAME = "generator"
 
 
 def load_brand() -> Brand:
@@ -63,7 +66,13 @@ def build_stage(settings: GeneratorSettings) -> Stage:
         if settings.generator_rephrase:
             rephrasing_log = RephrasingLog(None, settings.reply_index_ttl_s, settings.learning_key_prefix)
         generator = ReplyGenerator(
-            brand, dialogue, choose_variant=bandit or stable_variant, reply_index=learning, rephrasing_log=rephrasing_log
+            brand,
+            dialogue,
+            choose_variant=bandit or stable_variant,
+            reply_index=learning,
+            rephrasing_log=rephrasing_log,
+            # One reply per input, published first: the id the runtime gives output 0 of this stage.
+            reply_event_id=lambda event: output_event_id(SERVICE_NAME, event.event_id, 0),
         )
         if not settings.generator_rephrase:
             slot.set_loaded("templates")
@@ -88,7 +97,7 @@ def build_stage(settings: GeneratorSettings) -> Stage:
             metrics = RephraseMetrics(registry)  # shared by every version swapped in
 
     return Stage(
-        name="generator",
+        name=SERVICE_NAME,
         consumes=topics.RECOMMENDATIONS,
         emits=topics.REPLIES,
         input_type=Recommended,
