@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import cached_property
 
@@ -38,6 +38,9 @@ from elmo.contracts.events import Feedback, FeedbackKind
 
 KEY_PREFIX = "elmo:interactions"
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+# A producer sets `created_at`; an event dated ahead of now is taken as of now (plus this much clock
+# skew), or one dated 2035 would outweigh every real click (2^(t/half-life)) and 2100 overflows.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 DEFAULT_HALF_LIFE_S = 7 * 24 * 3600.0
 # An interaction log outlives the idempotency keys of the runtime: a user's history is kept a year
 # after their last interaction; applied-event markers only as long as a redelivery can happen.
@@ -96,7 +99,7 @@ def interaction_from_feedback(event: Feedback) -> Interaction | None:
     kind = _FEEDBACK_KINDS.get(event.kind)
     if kind is None or not event.item_id:
         return None
-    return Interaction(event.user_id, event.item_id, kind, event.created_at, event.event_id)
+    return Interaction(event.user_id, event.item_id, kind, min(event.created_at, datetime.now(UTC) + MAX_CLOCK_SKEW), event.event_id)
 
 
 @dataclass(frozen=True)

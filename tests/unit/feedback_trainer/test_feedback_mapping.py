@@ -49,3 +49,16 @@ def test_an_interaction_needs_an_item(kind):
 )
 def test_other_feedback_is_not_an_interaction(kind, fields):
     assert interaction_from_feedback(feedback(kind, **fields)) is None
+
+
+@pytest.mark.parametrize("year", [2035, 2100, 9999])
+def test_an_event_dated_in_the_future_counts_as_of_now(year):
+    from elmo.interactions import DEFAULT_HALF_LIFE_S, MAX_CLOCK_SKEW, decay_factor
+
+    forged = Feedback(conversation_id="c1", user_id="u1", channel="web", kind=FeedbackKind.RECOMMENDATION_PURCHASED,
+                      item_id="phone-pixel-9", created_at=datetime(year, 1, 1, tzinfo=UTC))  # fmt: skip
+    interaction = interaction_from_feedback(forged)
+    assert interaction.at <= datetime.now(UTC) + MAX_CLOCK_SKEW
+    # No OverflowError, and no more weight than a purchase made now (2035 used to add ~1e172 times more).
+    now = (datetime.now(UTC) + MAX_CLOCK_SKEW).timestamp()
+    assert decay_factor(interaction.at.timestamp(), DEFAULT_HALF_LIFE_S) <= decay_factor(now, DEFAULT_HALF_LIFE_S)
