@@ -7,8 +7,11 @@ simulated shoppers, the fair gate rightly keeps the simulated one on this shared
 0.27, and nothing would be announced), its own consumer group, Redis key prefixes and model-updates topic. THRESHOLD - 1
 views, clicks and purchases of this run's users start no refit; the THRESHOLD-th does: the trainer
 replays elmo.feedback (from the earliest offset: the store has no checkpoint), the gate judges the
-candidate's twin against the seeded version on each user's last purchase (this run's users buy two
-items each, so they alone are enough held-out users), and the promotion is announced. A second burst of
+candidate's twin against the seeded version on each user's last purchase (this run's users buy three
+of the same four items of one category each, so they alone are enough held-out users, and each keeps
+two purchases in the twin's training data: with one, or with items drawn from a whole category, no
+item co-occurs with another and the twin is no better than the random seed; on a fresh topic it then
+lost to it by chance, 0.00 vs 0.03, and no refit was announced), and the promotion is announced. A second burst of
 THRESHOLD - 1 starts no other refit; one more interaction does, resuming from the checkpoint.
 elmo.feedback is shared with other tests: interactions other writers add while this runs count
 too, and the assertions say how many there were."""
@@ -47,9 +50,11 @@ from tests.integration.kafka_io import ServiceProcess, consume, end_offsets, rea
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 THRESHOLD = 120  # ELMO_TRAINER_REFIT_AFTER
-# Item a viewed and bought, item b clicked and bought: two purchased items, so the gate holds out b.
+# Item a viewed and bought, item b clicked and bought, item c bought: the gate holds out c and the
+# twin learns from a and b bought together.
 KINDS = (FeedbackKind.RECOMMENDATION_VIEWED, FeedbackKind.RECOMMENDATION_PURCHASED, FeedbackKind.RECOMMENDATION_CLICKED,
-         FeedbackKind.RECOMMENDATION_PURCHASED)  # fmt: skip
+         FeedbackKind.RECOMMENDATION_PURCHASED, FeedbackKind.RECOMMENDATION_PURCHASED)  # fmt: skip
+ITEM_OF_KIND = (0, 0, 1, 1, 2)  # which of the user's three items each event is about
 EVENTS_PER_USER = len(KINDS)
 ANNOUNCE_TARGET_S = 60.0  # from the threshold-crossing event on the topic to the ModelUpdate on the topic
 QUIET_S = 8.0  # how long a refit that should not start is waited for (a refit here takes a few seconds)
@@ -61,13 +66,16 @@ def shoppers(prefix: str, count: int, seed: int) -> list[dict]:
     by_category: dict[str, list[str]] = {}
     for item in load_catalog().items:
         by_category.setdefault(item.category, []).append(item.id)
+    # Four items per category that every shopper of it chooses among, so items recur across users
+    # (from a category's 20-60 items, most held-out items would be ones nobody else bought).
+    by_category = {category: sorted(items)[:4] for category, items in by_category.items()}
     categories = sorted(c for c, items in by_category.items() if len(items) >= 4)
     values, items = [], []
     for n in range(count):
         user = n // EVENTS_PER_USER
         if n % EVENTS_PER_USER == 0:
-            items = rng.sample(by_category[categories[user % len(categories)]], 2)
-        item = items[n % EVENTS_PER_USER // 2]
+            items = rng.sample(by_category[categories[user % len(categories)]], 3)
+        item = items[ITEM_OF_KIND[n % EVENTS_PER_USER]]
         event = Feedback(conversation_id=f"{prefix}c{user}", user_id=f"{prefix}u{user:03d}", channel="web",
                          kind=KINDS[n % len(KINDS)], item_id=item, created_at=datetime.now(UTC))  # fmt: skip
         values.append(json.loads(event.model_dump_json()))
