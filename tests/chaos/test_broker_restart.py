@@ -54,12 +54,8 @@ def test_the_broker_stopped_and_restarted_under_load_loses_no_turn(chaos_chain):
     sender.close()
     report(
         f"single broker stopped and restarted under {rate:g} turns/s",
-        turns_sent=outcome.sent,
-        answered_once=outcome.answered_once,
-        doubled=outcome.doubled,
-        missing=outcome.missing,
-        redelivered_records=outcome.redelivered_records,
+        **outcome.counts(),
         broker_down_s=round(timeline["up"] - timeline["down"], 1),
         stop_took_s=round(timeline["down"] - timeline["stopping"], 1),
     )
-    assert outcome.missing == 0 and outcome.doubled == 0, f"{outcome.missing} unanswered, {outcome.doubled} doubled"
+    outcome.assert_every_turn_answered_once()

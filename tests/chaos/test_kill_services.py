@@ -53,14 +53,10 @@ def run_under_kills(chain, rate: float, seconds: float, victims_per_round: list[
     watcher.stop()
     report(
         f"kill -9 under {rate:g} turns/s",
-        turns_sent=outcome.sent,
-        answered_once=outcome.answered_once,
-        doubled=outcome.doubled,
-        missing=outcome.missing,
-        redelivered_records=outcome.redelivered_records,
+        **outcome.counts(),
         restarts_ready_s={name: round(s, 1) for name, s in recoveries},
     )
-    assert outcome.missing == 0 and outcome.doubled == 0, f"{outcome.missing} unanswered, {outcome.doubled} doubled"
+    outcome.assert_every_turn_answered_once()
 
 
 def test_kill_9_of_each_service_in_turn_under_25_turns_per_second(chaos_chain):

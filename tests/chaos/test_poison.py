@@ -118,10 +118,7 @@ def run_poison_beside_turns(chain, seconds: float, poison_rate: float, turn_rate
     truncated = sum(1 for key in wanted & letters.keys() if letters[key]["original_value_truncated"])
     report(
         f"poison {poison_rate:g}/s beside {turn_rate:g} turns/s for {seconds:g} s",
-        turns_sent=outcome.sent,
-        answered_once=outcome.answered_once,
-        doubled=outcome.doubled,
-        missing=outcome.missing,
+        **outcome.counts(),
         poison_sent=len(landed_poison),
         poison_dead_lettered=len(wanted & letters.keys()),
         reasons=reasons,
@@ -131,7 +128,7 @@ def run_poison_beside_turns(chain, seconds: float, poison_rate: float, turn_rate
         healthz_failures_sampled=sum(1 for s in health_samples if s != 200),
         run_s=round(sent_all - started, 1),
     )
-    assert outcome.missing == 0 and outcome.doubled == 0, f"{outcome.missing} turns unanswered, {outcome.doubled} doubled"
+    outcome.assert_every_turn_answered_once()
     assert not missing_letters, f"{len(missing_letters)} poison records not dead-lettered, e.g. {sorted(missing_letters)[:3]}"
     assert set(reasons) <= {"malformed", "invalid", "too_large", "unsupported_schema_version"}
     assert all(status == 200 for status in final_health.values()), final_health

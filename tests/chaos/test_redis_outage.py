@@ -55,16 +55,12 @@ def run_redis_outage(chain, seconds: float, rate: float, outage_s: float) -> Non
 
     report(
         f"Redis stopped for {outage_s:g} s under {rate:g} turns/s",
-        turns_sent=outcome.sent,
-        answered_once=outcome.answered_once,
-        doubled=outcome.doubled,
-        missing=outcome.missing,
-        redelivered_records=outcome.redelivered_records,
+        **outcome.counts(),
         turns_sent_during_outage=len(during),
         dead_lettered=len(letters),
         outage_s=round(timeline["up"] - timeline["down"], 1),
     )
-    assert outcome.missing == 0 and outcome.doubled == 0, f"{outcome.missing} unanswered, {outcome.doubled} doubled"
+    outcome.assert_every_turn_answered_once()
     assert letters == [], f"the outage was dead-lettered: {[(le['service'], le['error_class']) for le in letters][:5]}"
 
 

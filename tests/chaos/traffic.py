@@ -199,6 +199,18 @@ class Outcome:
     def redelivered_records(self) -> int:
         return sum(self.raw.values()) - sum(len(ids) for ids in self.replies.values())
 
+    def counts(self) -> dict[str, int]:
+        return {
+            "turns_sent": self.sent,
+            "answered_once": self.answered_once,
+            "doubled": self.doubled,
+            "missing": self.missing,
+            "redelivered_records": self.redelivered_records,
+        }
+
+    def assert_every_turn_answered_once(self) -> None:
+        assert self.missing == 0 and self.doubled == 0, f"{self.missing} turns unanswered, {self.doubled} doubled"
+
 
 def wait_for_replies(watcher: TopicWatcher, turn_ids: list[str], timeout_s: float) -> Outcome:
     deadline = time.monotonic() + timeout_s
