@@ -126,6 +126,7 @@ class StageService:
                 self.settings.max_attempts, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
             ),
             max_record_bytes=self.settings.max_record_bytes,
+            max_crashes=self.settings.max_crashes,
         )
         self.committer = OffsetCommitter(lambda: self.subscriber.consumer, self.settings.commit_interval_ms / 1000)
         self._periodic_commits: asyncio.Task | None = None
@@ -160,8 +161,8 @@ class StageService:
         self.health.batch_started()
         self.progress.reading(records)
 
-        async def commit() -> None:
-            self.committer.mark_done(records)
+        async def commit(done: Sequence[ConsumedRecord]) -> None:
+            self.committer.mark_done(done)
             await self.committer.commit_if_due()
 
         try:

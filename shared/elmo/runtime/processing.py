@@ -8,6 +8,7 @@ after `handle` returns, so every output is acknowledged before its input is mark
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -30,7 +31,12 @@ from elmo.runtime.stage import CoreResult, RejectedInput, Routed, Stage, call_ho
 log = logging.getLogger("elmo.runtime")
 
 Publish = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
-Commit = Callable[[], Awaitable[None]]
+# Marks records whose outputs are durable, so their offsets may be committed.
+Commit = Callable[[Sequence[ConsumedRecord]], Awaitable[None]]
+
+
+class ServiceDiedWhileHandling(Exception):
+    """The service stopped (killed, crashed, out of memory) each time it handled this event."""
 
 # Output ids are a function of (service, input id, position): reprocessing an input after a crash
 # yields the same ids, which the next stage recognises as already handled.
@@ -66,6 +72,7 @@ class BatchProcessor:
         metrics: ServiceMetrics,
         retry: RetryPolicy = RetryPolicy(),
         max_record_bytes: int | None = None,
+        max_crashes: int = 3,
     ) -> None:
         self.stage = stage
         self.publish = publish
@@ -73,6 +80,7 @@ class BatchProcessor:
         self.metrics = metrics
         self.retry = retry
         self.max_record_bytes = max_record_bytes
+        self.max_crashes = max_crashes
 
     async def handle(self, records: Sequence[ConsumedRecord], commit: Commit | None = None) -> None:
         """Handle a batch; raises only when the outcome could not be made durable (then retry it).
@@ -80,17 +88,48 @@ class BatchProcessor:
         A dependency's transient failure inside the core (Redis or Kafka unreachable, a timeout)
         raises `DependencyUnavailable` rather than dead-lettering anything: the record is fine.
 
-        `commit` (the consumer's offset commit) runs once every output is acknowledged, side by
-        side with remembering the handled ids: either order is safe, since a committed batch is
-        not redelivered and a remembered one is skipped if it is.
+        `commit(records)` (the consumer's offset commit) runs once their outputs are acknowledged,
+        side by side with remembering the handled ids: either order is safe, since a committed
+        batch is not redelivered and a remembered one is skipped if it is.
+
+        A batch with an event that was being handled when the service died (started before and
+        never finished) is handled one event at a time, each committed on its own, so the event
+        that kills the service is found; once it has been started more than `max_crashes` times
+        it is dead-lettered without being run again.
         """
         started = time.perf_counter()
         self.metrics.consumed(len(records))
         outgoing: list[OutgoingRecord] = []
 
         decoded = self._decode(records, outgoing)
-        pending = await self._skip_handled(decoded)
-        if pending:
+        pending, starts = await self._skip_handled(decoded)
+        try:
+            if len(pending) > 1 and max(starts) > 1:
+                log.warning("an event of this batch was in flight when the service stopped; handling one at a time",
+                            extra={"fields": {"size": len(pending), "most_starts": max(starts)}})  # fmt: skip
+                await self._handle_one_at_a_time(records, decoded, pending, starts, outgoing, commit)
+            else:
+                await self._finish(records, decoded, pending, starts, outgoing, commit)
+        except Exception:
+            # Not a death: a rewind or a failed publish does not count as a start.
+            if pending:
+                with contextlib.suppress(Exception):
+                    await self.seen.unstart([p.event.event_id for p in pending])
+            raise
+        self.metrics.batch(len(records), time.perf_counter() - started)
+
+    async def _finish(
+        self,
+        records: Sequence[ConsumedRecord],
+        decoded: list[_Pending],
+        pending: list[_Pending],
+        starts: list[int],
+        outgoing: list[OutgoingRecord],
+        commit: Commit | None,
+    ) -> None:
+        if len(pending) == 1 and starts[0] > self.max_crashes:
+            outgoing.append(self._crashed(pending[0], starts[0]))
+        elif pending:
             results = await self._run_core([p.event for p in pending])
             for item, result in zip(pending, results, strict=True):
                 outgoing.extend(self._outputs_or_dead_letter(item, result))
@@ -101,11 +140,40 @@ class BatchProcessor:
             await call_hook(self.stage.after_batch, [d.event for d in decoded])
         finishing = [self.seen.remember([p.event.event_id for p in pending])] if pending else []
         if commit is not None:
-            finishing.append(commit())
+            finishing.append(commit(records))
         await asyncio.gather(*finishing)
-
         self._count_published(outgoing)
-        self.metrics.batch(len(records), time.perf_counter() - started)
+
+    async def _handle_one_at_a_time(
+        self,
+        records: Sequence[ConsumedRecord],
+        decoded: list[_Pending],
+        pending: list[_Pending],
+        starts: list[int],
+        outgoing: list[OutgoingRecord],
+        commit: Commit | None,
+    ) -> None:
+        # Dead letters of undecodable records first: later commits may pass their offsets.
+        if outgoing:
+            await self.publish(outgoing)
+            self._count_published(outgoing)
+        for index, item in enumerate(pending):
+            # Events before the first one were finished in earlier rounds, so the first one is the
+            # event the service died on; later ones were only in the same batch.
+            await self._finish([item.record], [item], [item], [starts[index] if index == 0 else 1], [], commit)
+        if commit is not None:
+            await commit(records)
+        if self.stage.after_batch is not None and len(decoded) > len(pending):
+            handled_before = [d for d in decoded if d not in pending]
+            await call_hook(self.stage.after_batch, [d.event for d in handled_before])
+
+    def _crashed(self, item: _Pending, starts: int) -> OutgoingRecord:
+        error = ServiceDiedWhileHandling(
+            f"the service stopped {starts - 1} times while handling this event (limit ELMO_MAX_CRASHES={self.max_crashes}); "
+            "it was dead-lettered without being run again"
+        )
+        log.error("dead-lettering an event the service keeps dying on", extra={"fields": {"event_id": item.event.event_id, "starts": starts}})
+        return self._dead_letter(item.record, "processing_failed", error, attempts=starts - 1, event_id=item.event.event_id)
 
     def _count_published(self, outgoing: Sequence[OutgoingRecord]) -> None:
         produced = 0
@@ -135,18 +203,21 @@ class BatchProcessor:
             pending.append(_Pending(record, event))
         return pending
 
-    async def _skip_handled(self, pending: list[_Pending]) -> list[_Pending]:
-        handled = await self.seen.already_handled([p.event.event_id for p in pending])
+    async def _skip_handled(self, pending: list[_Pending]) -> tuple[list[_Pending], list[int]]:
+        """The events not handled before, and how often each has now been started."""
+        handled, starts = await self.seen.start([p.event.event_id for p in pending])
         fresh: list[_Pending] = []
+        fresh_starts: list[int] = []
         in_batch: set[str] = set()
-        for item, was_handled in zip(pending, handled, strict=True):
+        for item, was_handled, count in zip(pending, handled, starts, strict=True):
             if was_handled or item.event.event_id in in_batch:
                 continue
             in_batch.add(item.event.event_id)
             fresh.append(item)
+            fresh_starts.append(count)
         if skipped := len(pending) - len(fresh):
             self.metrics.duplicates(skipped)
-        return fresh
+        return fresh, fresh_starts
 
     async def _run_core(self, events: list[Event]) -> list[CoreResult | BaseException]:
         """The whole batch in one call; if that fails, each event alone, with retries."""

@@ -38,6 +38,9 @@ class RuntimeSettings(ConnectionSettings):
         "Redelivery after a crash is skipped by the idempotency check, so this only trades broker round trips.",
     )
     max_attempts: int = Field(3, ge=1, description="Tries of a failing record before it is dead-lettered.")
+    max_crashes: int = Field(
+        3, ge=1, description="An event the service died while handling this many times is dead-lettered instead of run again."
+    )
     retry_backoff_s: float = Field(0.2, ge=0, description="First retry delay; doubles each try.")
     retry_backoff_max_s: float = Field(5.0, ge=0, description="Cap on the retry delay.")
     max_record_bytes: int = Field(

@@ -1,6 +1,7 @@
 """A test-only service on the runtime: echoes each inbound message as a new, derived one.
 
-Text `boom` makes the core raise (to exercise retries and dead letters); `slow:<seconds>` makes it
+Text `boom` makes the core raise (to exercise retries and dead letters); `die` kills the process
+with SIGKILL (a record that crashes its service); `slow:<seconds>` makes it
 take that long (to have work in flight when the process is signalled). While the file named by
 `ECHO_OUTAGE_FILE` exists, every batch fails as if Redis were down (a dependency outage). Topics
 and the service name come from the environment so every test gets its own.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 
 import redis.exceptions
@@ -28,6 +30,8 @@ async def echo(events: list[InboundMessage]) -> list[InboundMessage]:
         text = event.text or ""
         if text == "boom":
             raise RuntimeError("boom requested by the test")
+        if text == "die":  # as a segfault or the OOM killer would: no exception, no cleanup
+            os.kill(os.getpid(), signal.SIGKILL)
         if text.startswith("slow:"):
             await asyncio.sleep(float(text.split(":", 1)[1]))
         # Same type out as in, so two echo services can be chained.

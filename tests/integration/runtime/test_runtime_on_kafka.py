@@ -189,3 +189,27 @@ def test_an_outage_rewinds_every_partition_of_the_batch_and_health_reports_no_pr
     while echo.http("/healthz")[0] != 200:
         assert time.monotonic() < deadline, "/healthz did not recover after the outage"
         time.sleep(0.3)
+
+
+def test_a_record_that_kills_the_service_is_dead_lettered_after_a_few_restarts(echo_chain, connections):
+    (echo,) = echo_chain(partitions=1)
+    bootstrap = connections.kafka_bootstrap_servers
+    produce(bootstrap, echo.in_topic, [inbound("before", "c1", "hi"), inbound("killer", "c1", "die"), inbound("after", "c1", "still there?")], key=b"c1")
+    echo.start(wait_ready=False)  # it may die before it is ever ready
+    restarts, deadline = 0, time.monotonic() + 120
+    letters: list = []
+    while not letters:
+        assert time.monotonic() < deadline, f"the killer record was never dead-lettered ({restarts} restarts)"
+        if echo.process.poll() is not None:  # died: restarted, as Kubernetes or `elmo up` would
+            restarts += 1
+            echo.start(wait_ready=False)
+        letters = consume(bootstrap, dead_letter_topic(echo.name).name, expected=1, timeout_s=0.5)
+
+    outputs = values(consume(bootstrap, echo.out_topic, expected=2, timeout_s=30, settle_s=2.0))
+    letter = json.loads(letters[0].value)
+    print(f"killer dead-lettered after {restarts} restarts: {letter['error_message']}")
+    assert letter["original_event_id"] == "killer" and letter["error_class"].endswith("ServiceDiedWhileHandling")
+    assert Counter(o["parent_event_id"] for o in outputs) == {"before": 1, "after": 1}
+    assert 2 <= restarts <= 4
+    echo.wait_ready()
+    assert echo.http("/healthz")[0] == 200

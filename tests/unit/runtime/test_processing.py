@@ -317,3 +317,60 @@ async def test_a_failing_after_batch_hook_leaves_the_batch_unremembered_for_rede
     with pytest.raises(ConnectionError):
         await processor.handle(records(inbound("a", "x")))
     assert seen.handled == set()
+
+
+class ServiceDied(BaseException):
+    """Stands in for kill -9 / a segfault: not an Exception, so nothing in the runtime handles it."""
+
+
+async def test_an_event_the_service_keeps_dying_on_is_dead_lettered_and_its_batch_mates_are_answered():
+    def killed_by_poison(events):
+        if any(e.text == "kills the service" for e in events):
+            raise ServiceDied()
+        return echo_core(events)
+
+    seen = InMemorySeenEvents()
+    processor, out = make(core=killed_by_poison, seen=seen)
+    committed = []
+
+    async def commit(done):
+        committed.extend(r.offset for r in done)
+
+    batch = records(inbound("a", "one"), inbound("p", "kills the service"), inbound("b", "two"))
+    rounds = 0
+    while True:  # the service is restarted after each death, and reads the same batch again
+        rounds += 1
+        try:
+            await processor.handle(batch, commit=commit)
+            break
+        except ServiceDied:
+            assert rounds < 10, "the poison event was never dead-lettered"
+
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["ONE", "TWO"]
+    (letter,) = out.on("elmo.dlq.echo")
+    body = json.loads(letter.value)
+    assert body["original_event_id"] == "p" and body["error_class"].endswith("ServiceDiedWhileHandling")
+    assert rounds == 4  # died in the batch, then twice alone, then dead-lettered
+    assert sorted(set(committed)) == [0, 1, 2]
+    # Remembered ones keep no count (an event seen again after it was handled is only skipped).
+    assert seen.handled == {"a", "p", "b"} and "p" not in seen.starts and "b" not in seen.starts
+
+
+async def test_a_rewind_is_not_counted_as_a_death():
+    down = {"now": True}
+
+    def needs_redis(events):
+        if down["now"]:
+            raise redis.exceptions.ConnectionError("gone")
+        return echo_core(events)
+
+    seen = InMemorySeenEvents()
+    processor, out = make(core=needs_redis, seen=seen)
+    batch = records(inbound("a", "one"), inbound("b", "two"))
+    for _ in range(10):
+        with pytest.raises(DependencyUnavailable):
+            await processor.handle(batch)
+    assert max(seen.starts.values()) == 0
+    down["now"] = False
+    await processor.handle(batch)
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["ONE", "TWO"] and not out.on("elmo.dlq.echo")
