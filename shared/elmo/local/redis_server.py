@@ -109,8 +109,11 @@ def _start_redis(redis_server: str, settings: LocalStackSettings) -> None:
         "--daemonize", "yes",
         "--pidfile", str(_pid_file(settings)),
         "--logfile", str(_log_file(settings)),
+        # An append-only file, like the deployed Redis: a restart keeps dialogue state, histories,
+        # the bandit's counts and idempotency keys (everysec: at most a second lost on a crash).
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
     ]  # fmt: skip
     # With --daemonize the command returns once the server has forked off; it writes the pid file itself.
     result = subprocess.run(command, capture_output=True, text=True)
