@@ -854,5 +854,111 @@ def models_rollback(kind: str = typer.Argument(..., help="Model kind."), store: 
     typer.echo(json.dumps(decision.as_dict(), default=str))
 
 
+# --- dead letters --------------------------------------------------------------------------------
+
+dlq_app = typer.Typer(
+    help="Dead letters of a service (topic elmo.dlq.SERVICE): list them, show one, replay the originals.", no_args_is_help=True
+)
+app.add_typer(dlq_app, name="dlq")
+DLQ_SERVICE = typer.Argument(..., help="The service whose dead letters to read: intake, asr, nlu, sentiment, ...")
+DLQ_REASON = typer.Option(None, "--reason", help="Only letters of this reason (malformed, invalid, too_large, ...).")
+DLQ_TIMEOUT = typer.Option(30.0, "--timeout", help="Seconds to read the dead-letter topic to its end.")
+
+
+def _dead_letters(service: str, timeout: float):  # noqa: ANN202 - list[LetterRecord]
+    from elmo.tools.dead_letter_admin import DeadLetterError, read_dead_letters
+
+    try:
+        return read_dead_letters(_connections().kafka_bootstrap_servers, service, timeout)
+    except (DeadLetterError, TimeoutError) as error:
+        _fail(str(error))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    service: str = DLQ_SERVICE,
+    reason: str | None = DLQ_REASON,
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the newest N (after --reason)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per letter (headers and body) instead of a table."),
+    timeout: float = DLQ_TIMEOUT,
+) -> None:
+    """One line per dead letter, oldest first: where it is, when, why, where the original was, the error; then counts by reason."""
+    from elmo.tools.dead_letter_admin import DeadLetterError, as_dict, check_reason, list_header, list_line, select, summary_line
+
+    try:
+        check_reason(reason)
+    except DeadLetterError as error:
+        _fail(str(error))
+    letters = select(_dead_letters(service, timeout), every=True, reason=reason, newest=limit)
+    if not as_json:
+        typer.echo(list_header())
+    for letter in letters:
+        typer.echo(json.dumps(as_dict(letter), ensure_ascii=False) if as_json else list_line(letter))
+    typer.echo(summary_line(letters), err=as_json)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    service: str = DLQ_SERVICE,
+    letter: str | None = typer.Argument(None, help="PARTITION:OFFSET, OFFSET, or an event id (the letter's or the original's); default: the newest."),
+    as_json: bool = typer.Option(False, "--json", help="The letter as one JSON object."),
+    timeout: float = DLQ_TIMEOUT,
+) -> None:
+    """One dead letter in full: the failure, its headers and the original value (decoded, control characters escaped)."""
+    from elmo.tools.dead_letter_admin import DeadLetterError, as_dict, find_one, select, show_lines
+
+    records = _dead_letters(service, timeout)
+    try:
+        found = find_one(records, letter) if letter is not None else select(records, every=True, newest=1)[0]
+    except DeadLetterError as error:
+        _fail(str(error))
+    except IndexError:
+        _fail(f"no dead letters for {service}")
+    typer.echo(json.dumps(as_dict(found), indent=2, ensure_ascii=False) if as_json else "\n".join(show_lines(found)))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    service: str = DLQ_SERVICE,
+    offsets: list[str] = typer.Option([], "--offset", help="PARTITION:OFFSET (or OFFSET, or an event id) of a letter; repeatable."),
+    every: bool = typer.Option(False, "--all", help="Every letter of the topic (with --reason: every letter of that reason)."),
+    reason: str | None = DLQ_REASON,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be sent; send nothing."),
+    timeout: float = DLQ_TIMEOUT,
+) -> None:
+    """Publish the original value of each chosen letter, byte for byte, with its key, to its original topic.
+
+    Replaying is safe: every service remembers the event ids it handled (in Redis, for
+    ELMO_IDEMPOTENCY_TTL_S), so an original that was already handled makes no second output, and
+    replaying a letter twice does no harm. A letter whose value was truncated to fit the dead-letter
+    topic is refused (skipped and counted): only its source has the whole value. Each replayed
+    record carries the header elmo.dlq.replayed_from (dead-letter topic/partition:offset).
+    """
+    from kafka.errors import KafkaError
+
+    from elmo.tools.dead_letter_admin import DeadLetterError, check_reason, plan_replay, publish_replays, safe_text, select
+
+    if bool(offsets) == every:
+        _fail("give --offset (one or more) or --all")
+    try:
+        check_reason(reason)
+        chosen = select(_dead_letters(service, timeout), offsets, every=every, reason=reason)
+    except DeadLetterError as error:
+        _fail(str(error))
+    replays, skipped = plan_replay(chosen)
+    for item in skipped:
+        typer.secho(f"skipped {item.source.position}: {item.why}", fg=typer.colors.YELLOW, err=True)
+    verb = "would replay" if dry_run else "replayed"
+    if not dry_run:
+        try:
+            publish_replays(_connections().kafka_bootstrap_servers, replays)
+        except KafkaError as error:
+            _fail(f"publishing failed ({error!r}); replaying again is safe")
+    for item in replays:
+        key = safe_text(item.key.decode("utf-8", "replace")) if item.key is not None else "-"
+        typer.echo(f"{verb} {item.source.position} -> {item.topic} (key {key}, {len(item.value)} bytes)")
+    typer.echo(f"{verb} {len(replays)}, skipped {len(skipped)} of {len(chosen)} selected")
+
+
 if __name__ == "__main__":
     app()
