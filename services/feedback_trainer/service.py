@@ -15,26 +15,18 @@ from prometheus_client import CollectorRegistry
 from elmo.contracts import topics
 from elmo.contracts.events import Feedback, FeedbackKind
 from elmo.interactions import InteractionStore
+from elmo.learning.corrections import CORRECTION_KINDS, INTENT, CorrectionMetrics, legacy_pending_key
+from elmo.learning.feedback import FeedbackLearner, TrainerMetrics, weak_label_config
+from elmo.learning.state_epoch import StateWatch
 from elmo.models.artifacts import ArtifactStore
 from elmo.models.embeddings import LazyEmbedder
 from elmo.models.registry import ModelRegistry
 from elmo.reply_bandit import ReplyLearningStore
 from elmo.runtime import Stage, run_stage
 from elmo.runtime.model_updates import KafkaAnnouncer
-from services.feedback_trainer.core import FeedbackLearner, TrainerMetrics
-from services.feedback_trainer.corrections import (
-    CORRECTION_KINDS, INTENT, SENTIMENT, CorrectionKind, CorrectionMetrics, CorrectionTrainer, FineTuneConfig, HeadFineTuner, WeakLabelConfig,
-    legacy_pending_key,
-)  # fmt: skip
+from services.feedback_trainer.corrections import CorrectionTrainer, FineTuneConfig, HeadFineTuner
 from services.feedback_trainer.refit import RefitMetrics, Refitter, RefitTrigger, refit_from_log
 from services.feedback_trainer.settings import FeedbackTrainerSettings
-
-
-def weak_label_config(settings: FeedbackTrainerSettings, kind: CorrectionKind) -> WeakLabelConfig | None:
-    if not settings.trainer_weak_labels:
-        return None
-    thresholds = {INTENT: settings.trainer_weak_label_min_confidence, SENTIMENT: settings.trainer_weak_label_min_sentiment_score}
-    return WeakLabelConfig(thresholds[kind], settings.trainer_weak_labels_kept, settings.trainer_weak_labels_per_user_per_hour)
 
 
 def build_corrections(settings: FeedbackTrainerSettings, metrics: CorrectionMetrics) -> dict[FeedbackKind, CorrectionTrainer]:
@@ -80,9 +72,16 @@ def build_stage(settings: FeedbackTrainerSettings) -> Stage:
     refitter: Refitter | None = None
     refit_timer: asyncio.Task | None = None
     metrics, correction_metrics, refit_metrics = TrainerMetrics(), CorrectionMetrics(), RefitMetrics()
+    # The trainer writes the learnt state: it marks it whole, and warns when Redis lost it.
+    state = StateWatch.from_url(
+        settings.redis_url, settings.kafka_bootstrap_servers, [settings.interactions_key_prefix, settings.learning_key_prefix],
+        settings.interactions_key_prefix, service="feedback-trainer", writer=True, interval_s=settings.state_check_interval_s,
+    )  # fmt: skip
 
     async def open_stores() -> None:
         nonlocal learner, refitter, refit_timer
+        await state.start_soon()
+        timers.append(asyncio.get_running_loop().create_task(state.run()))
         if settings.trainer_refit:
             refitter = build_refitter(settings, refit_metrics)
             refit_timer = asyncio.get_running_loop().create_task(refitter.run_timer())
@@ -116,9 +115,11 @@ def build_stage(settings: FeedbackTrainerSettings) -> Stage:
         if learner is not None:
             await learner.interactions.close()
             await learner.learning.close()
+        await state.close()
 
     def register_metrics(registry: CollectorRegistry) -> None:
         metrics.register(registry)
+        state.register(registry)
         correction_metrics.register(registry)
         refit_metrics.register(registry)
 

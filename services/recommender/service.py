@@ -9,6 +9,7 @@ in the model store's cache yet).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from elmo.brand.catalog import load_catalog
 from elmo.contracts import topics
 from elmo.contracts.events import SentimentScored
 from elmo.interactions import InteractionStore
+from elmo.learning.state_epoch import StateWatch
 from elmo.models.artifacts import ArtifactStore, NoModelVersion
 from elmo.runtime import ModelSlot, Stage, run_stage
 from services.recommender.als_model import MODEL_KIND, AlsModel
@@ -82,10 +84,19 @@ def build_stage(settings: RecommenderSettings) -> Stage:
     factory: RecommenderFactory | None = None
     interactions: InteractionStore | None = None
     popularity: dict[str, PopularityReader] = {}
+    # Histories lost from Redis would make every user a stranger without a word: say so (the
+    # feedback-trainer, the writer, marks the state; this reader only reports).
+    state = StateWatch.from_url(
+        settings.redis_url, settings.kafka_bootstrap_servers, [settings.interactions_key_prefix], settings.interactions_key_prefix,
+        service="recommender", writer=False, interval_s=settings.state_check_interval_s,
+    )  # fmt: skip
+    state_timer: asyncio.Task | None = None
 
-    def open_clients() -> None:
-        nonlocal interactions
+    async def open_clients() -> None:
+        nonlocal interactions, state_timer
         interactions = InteractionStore.from_url(settings.redis_url, settings)
+        await state.start_soon()
+        state_timer = asyncio.get_running_loop().create_task(state.run())
 
     def load_model(version: str | None) -> tuple[Recommender, str]:
         nonlocal embedder, factory
@@ -116,6 +127,9 @@ def build_stage(settings: RecommenderSettings) -> Stage:
         return await anyio.to_thread.run_sync(decide)
 
     async def close() -> None:
+        if state_timer is not None:
+            state_timer.cancel()
+        await state.close()
         if interactions is not None:
             await interactions.close()
 
@@ -129,6 +143,7 @@ def build_stage(settings: RecommenderSettings) -> Stage:
         load_model=load_model,
         on_start=open_clients,
         on_stop=close,
+        register_metrics=state.register,
         description="Items worth suggesting, each with a reason and a signed tracking link.",
     )
 

@@ -19,7 +19,9 @@ from elmo.runtime.settings import ConnectionSettings
 app = typer.Typer(
     help="Elmo: a Kafka-native engine that answers customers on social media.", no_args_is_help=True, pretty_exceptions_enable=False
 )
-kafka_app = typer.Typer(help="The local Apache Kafka broker (KRaft, one node).", no_args_is_help=True)
+kafka_app = typer.Typer(
+    help="The local Apache Kafka (KRaft): one node, or three with ELMO_LOCAL_KAFKA_BROKERS=3.", no_args_is_help=True
+)
 redis_app = typer.Typer(help="The local Redis server.", no_args_is_help=True)
 topics_app = typer.Typer(help="Topics of the registry in elmo.contracts.topics.", no_args_is_help=True)
 schema_app = typer.Typer(help="Event contracts as JSON Schema and AsyncAPI.", no_args_is_help=True)
@@ -70,7 +72,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progre
 
 @kafka_app.command("up")
 def kafka_up() -> None:
-    """Start the broker (resolving its jars from Maven Central on first use); returns when it accepts produce requests."""
+    """Start the broker(s) (resolving the jars from Maven Central on first use); returns when they accept produce requests."""
     from elmo.local.kafka_broker import kafka_up as start
 
     start(_stack())
@@ -78,7 +80,7 @@ def kafka_up() -> None:
 
 @kafka_app.command("down")
 def kafka_down() -> None:
-    """Stop the broker this project started (no-op if none)."""
+    """Stop the broker(s) this project started (no-op if none)."""
     from elmo.local.kafka_broker import kafka_down as stop
 
     stop(_stack())
@@ -86,13 +88,13 @@ def kafka_down() -> None:
 
 @kafka_app.command("status")
 def kafka_status(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the exit code: 0 when running.")) -> None:
-    """Show whether the project's broker runs; exit code 1 when it does not."""
+    """Show whether the project's broker runs (each node of a cluster); exit code 1 unless all do."""
     from elmo.local.kafka_broker import kafka_status as status
 
     state = status(_stack())
     if not quiet:
         typer.echo(json.dumps(state, default=str))
-    if not state.get("pid"):
+    if not state["running"]:
         raise typer.Exit(1)
 
 
@@ -117,10 +119,10 @@ def redis_down() -> None:
 
 @topics_app.command("create")
 def topics_create() -> None:
-    """Create every topic of the registry that does not exist yet (idempotent)."""
+    """Create every topic of the registry that does not exist yet (idempotent), one replica per local broker."""
     from elmo.tools.topic_admin import create_topics
 
-    created = create_topics(_connections().kafka_bootstrap_servers)
+    created = create_topics(_connections().kafka_bootstrap_servers, replication_factor=_stack().kafka_replication_factor)
     typer.echo(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else " (all existed)"))
 
 
@@ -258,7 +260,7 @@ def demo(
 
     conversations = load_script(script)
     stack = _stack()
-    kafka_was_up = bool(broker_status(stack).get("pid"))
+    kafka_was_up = bool(broker_status(stack)["running"])
     redis_was_up = bool(redis_status(stack).get("answers_ping"))
     supervisor_was_up = _running_pid(_supervisor_pid_file()) is not None
     # A demo should not wait behind records that tests or benchmarks left in the topics.
@@ -854,6 +856,35 @@ def models_rollback(kind: str = typer.Argument(..., help="Model kind."), store: 
     typer.echo(json.dumps(decision.as_dict(), default=str))
 
 
+# --- learnt state --------------------------------------------------------------------------------
+
+state_app = typer.Typer(help="What the feedback loop learnt, kept in Redis: a cache of elmo.replies and elmo.feedback.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("rebuild")
+def state_rebuild(
+    since: str | None = typer.Option(None, "--since", help="An ISO time or a duration (7d, 12h, 30m); default: all the topics retain."),
+    what: str | None = typer.Option(None, "--what", help="Comma-separated: interactions,bandit,replies,corrections (default: all)."),
+    wipe: bool = typer.Option(False, "--wipe", help="Delete the parts' keys first (the exact rebuild; needed over a whole state)."),
+    store: Path | None = STORE_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a summary."),
+) -> None:
+    """Rebuild histories, popularity, the reply index, the bandit's counts and the corrections from the topics."""
+    from datetime import UTC, datetime
+
+    from elmo.tools.state_rebuild import StateIsWhole, StateRebuildSettings, parse_parts, parse_since, rebuild
+
+    settings = StateRebuildSettings()
+    if store is not None:
+        settings = settings.model_copy(update={"model_store": store})
+    try:
+        report = rebuild(settings, parse_since(since, datetime.now(UTC)), parse_parts(what), wipe=wipe)
+    except (StateIsWhole, ValueError, LookupError, TimeoutError) as error:
+        _fail(str(error))
+    typer.echo(json.dumps(report.as_dict(), default=str) if as_json else report.summary())
+
+
 # --- dead letters --------------------------------------------------------------------------------
 
 dlq_app = typer.Typer(
@@ -933,10 +964,13 @@ def dlq_replay(
     replaying a letter twice does no harm. A letter whose value was truncated to fit the dead-letter
     topic is refused (skipped and counted): only its source has the whole value. Each replayed
     record carries the header elmo.dlq.replayed_from (dead-letter topic/partition:offset).
+
+    The service also remembers the ids of events it dead-lettered after decoding them
+    (processing_failed, rejected): it skips their replay until ELMO_IDEMPOTENCY_TTL_S has passed.
     """
     from kafka.errors import KafkaError
 
-    from elmo.tools.dead_letter_admin import DeadLetterError, check_reason, plan_replay, publish_replays, safe_text, select
+    from elmo.tools.dead_letter_admin import DeadLetterError, check_reason, plan_replay, publish_replays, remembered_as_handled, safe_text, select
 
     if bool(offsets) == every:
         _fail("give --offset (one or more) or --all")
@@ -958,6 +992,12 @@ def dlq_replay(
         key = safe_text(item.key.decode("utf-8", "replace")) if item.key is not None else "-"
         typer.echo(f"{verb} {item.source.position} -> {item.topic} (key {key}, {len(item.value)} bytes)")
     typer.echo(f"{verb} {len(replays)}, skipped {len(skipped)} of {len(chosen)} selected")
+    if remembered := remembered_as_handled(replays):
+        typer.secho(
+            f"note: {len(remembered)} of them failed after decoding (processing_failed, rejected): {service} remembers their "
+            "event ids as handled and skips them until ELMO_IDEMPOTENCY_TTL_S has passed since they failed",
+            fg=typer.colors.YELLOW, err=True,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -132,6 +132,11 @@ class UserHistory:
         return not self.weights and not self.purchases
 
 
+def users_key(prefix: str) -> str:
+    """The set of users with an interaction: empty when nothing was recorded (or Redis lost it)."""
+    return f"{prefix}:users"
+
+
 def decay_factor(at: float, half_life_s: float) -> float:
     """What an interaction at epoch second `at` adds per unit of weight (see the module doc)."""
     return 2.0 ** ((at - EPOCH) / half_life_s)
@@ -200,7 +205,7 @@ class InteractionStore:
 
     @property
     def _users_key(self) -> str:
-        return f"{self.prefix}:users"
+        return users_key(self.prefix)
 
     async def record_many(self, interactions: Sequence[Interaction]) -> int:
         """Record interactions in one round trip; returns how many were new (not applied before)."""

@@ -1,9 +1,18 @@
-"""A real single-node Apache Kafka broker (KRaft, broker and controller in one JVM) for development and CI.
+"""A real Apache Kafka (KRaft) for development and CI: one node by default, three with ``ELMO_LOCAL_KAFKA_BROKERS=3``.
 
-The broker runs from Maven Central jars (``deploy/local/kafka/pom.xml``) on the
-machine's JVM; its jars, data, logs and pid live under ``<state_dir>/kafka``.
+Each node is one JVM acting as broker and controller, run from Maven Central jars
+(``deploy/local/kafka/pom.xml``, copied once to ``<state_dir>/kafka/libs``) on the
+machine's JVM. A single node keeps its data, logs and pid directly under
+``<state_dir>/kafka``. In the three-node cluster node N keeps them under
+``<state_dir>/kafka/node-N``; the three are the voters of one static controller
+quorum, their storage formatted with the same cluster id (``<state_dir>/kafka/cluster.id``),
+and topics get replication factor 3 with ``min.insync.replicas=2``. Node N listens
+on ``kafka_port + 2(N-1)`` and ``kafka_controller_port + 2(N-1)``: 9092/9093,
+9094/9095, 9096/9097 by default. ``kill_node``/``start_node`` let a test kill one
+node with SIGKILL and bring it back.
+
 The module imports only the standard library; kafka-python is imported inside
-the readiness probe.
+the readiness probes.
 """
 
 from __future__ import annotations
@@ -15,19 +24,19 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from string import Template
 
-from elmo.local.owned_processes import log_tail, owned_pid, startup_lock, stop_owned_process
-from elmo.local.stack_settings import KAFKA_POM, LocalStackSettings
+from elmo.local.owned_processes import kill_owned_process, log_tail, owned_pid, startup_lock, stop_owned_process
+from elmo.local.stack_settings import KAFKA_POM, KafkaNode, LocalStackSettings
 
 log = logging.getLogger("elmo.local")
 
 PROBE_TOPIC = "__elmo_probe"
-_NODE_ID = 1
 _BROKER_MAIN_CLASS = "kafka.Kafka"
 _STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
 _SHUTDOWN_GRACE_S = 30.0
@@ -40,31 +49,37 @@ _BROKER_JVM_OPTIONS = (
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
+# Three JVMs share the machine: a smaller heap each.
+_CLUSTER_NODE_JVM_OPTIONS = ("-Xms128m", "-Xmx384m", *_BROKER_JVM_OPTIONS[2:])
 _TOOL_JVM_OPTIONS = ("-Xmx256m", "-XX:+UseSerialGC")
 
 
 @dataclass(frozen=True)
 class _BrokerFiles:
-    """The files of one local broker: its recipe in the repository and its state under ``<state_dir>/kafka``."""
+    """The files of one local node: its recipe in the repository and its state under ``<state_dir>/kafka``."""
 
+    node: KafkaNode
     pom: Path
     config_template: Path
     log4j_config: Path
+    kafka_dir: Path
     home: Path
 
     @classmethod
-    def of(cls, settings: LocalStackSettings) -> _BrokerFiles:
+    def of(cls, settings: LocalStackSettings, node: KafkaNode) -> _BrokerFiles:
         recipe_dir = settings.repo_root / KAFKA_POM.parent
         return cls(
+            node=node,
             pom=settings.repo_root / KAFKA_POM,
             config_template=recipe_dir / "server.properties.template",
             log4j_config=recipe_dir / "log4j2.properties",
-            home=settings.kafka_dir,
+            kafka_dir=settings.kafka_dir,
+            home=settings.kafka_dir if settings.kafka_brokers == 1 else settings.kafka_dir / f"node-{node.node_id}",
         )
 
     @property
     def libs(self) -> Path:
-        return self.home / "libs"
+        return self.kafka_dir / "libs"
 
     @property
     def libs_marker(self) -> Path:
@@ -96,64 +111,138 @@ class _BrokerFiles:
         return self.home / "kafka.pid"
 
     @property
-    def lock_file(self) -> Path:
-        return self.home / "up.lock"
+    def cluster_id_file(self) -> Path:
+        return self.kafka_dir / "cluster.id"
 
 
 def kafka_up(settings: LocalStackSettings) -> None:
-    """Make sure a broker on the bootstrap address accepts produce requests, starting ours if needed."""
-    files = _BrokerFiles.of(settings)
-    with startup_lock(files.lock_file):
+    """Make sure every broker on the bootstrap addresses accepts produce requests, starting ours where needed."""
+    with startup_lock(_lock_file(settings)):
         started = time.monotonic()
         if _accepts_produce(settings):
-            log.info("Kafka broker already running on %s", settings.kafka_bootstrap)
+            log.info("Kafka already running on %s", settings.kafka_bootstrap)
             return
-        pid = owned_pid(files.pid_file, _BROKER_MAIN_CLASS)
-        if pid is None:
-            _refuse_foreign_listener(settings)
-            _ensure_jars(files)
-            _write_server_properties(settings, files)
-            _ensure_storage_formatted(files)
-            # Watch our own child through its Popen: right after exec its /proc cmdline can still be empty.
-            broker_alive = partial(_child_running, _start_broker(files))
-        else:
-            log.info("Kafka broker (pid %d) is still starting; waiting for it", pid)
-            broker_alive = partial(_owned_broker_running, files, pid)
-        _wait_until_ready(settings, files, broker_alive, deadline=started + settings.kafka_start_timeout_s)
-        log.info("Kafka broker ready on %s in %.1f s", settings.kafka_bootstrap, time.monotonic() - started)
+        nodes = _all_node_files(settings)
+        # Refuse before starting anything, so a taken port leaves no half-started cluster behind.
+        for files in nodes:
+            if owned_pid(files.pid_file, _BROKER_MAIN_CLASS) is None:
+                _refuse_foreign_listener(settings, files.node)
+        watched = [(files, _start_or_join(settings, files)) for files in nodes]
+        _wait_until_ready(settings, watched, partial(_accepts_produce_or_error, settings), started)
+        log.info("Kafka ready on %s in %.1f s", settings.kafka_bootstrap, time.monotonic() - started)
 
 
 def kafka_down(settings: LocalStackSettings) -> None:
-    """Stop the broker this module started (per its pid file); a no-op when there is none."""
-    files = _BrokerFiles.of(settings)
-    with startup_lock(files.lock_file):
-        _stop_broker(files)
+    """Stop the brokers this module started (per their pid files); a no-op when there are none."""
+    with startup_lock(_lock_file(settings)):
+        _stop_brokers(_all_node_files(settings))
 
 
 def kafka_status(settings: LocalStackSettings) -> dict[str, object]:
-    files = _BrokerFiles.of(settings)
+    """The single node as before (pid, bootstrap, listening, data_dir, log_file); a cluster adds one entry per node."""
+    nodes = [_node_status(files) for files in _all_node_files(settings)]
+    running = all(node["pid"] is not None for node in nodes)
+    if settings.kafka_brokers == 1:
+        (node,) = nodes
+        return {
+            "pid": node["pid"],
+            "bootstrap": settings.kafka_bootstrap,
+            "listening": node["listening"],
+            "data_dir": node["data_dir"],
+            "log_file": node["log_file"],
+            "running": running,
+        }
+    return {"bootstrap": settings.kafka_bootstrap, "brokers": settings.kafka_brokers, "running": running, "nodes": nodes}
+
+
+def kill_node(settings: LocalStackSettings, node_id: int) -> int:
+    """SIGKILL one node of ours (no controlled shutdown, like a crash or the OOM killer); returns its pid."""
+    files = _node_files(settings, node_id)
+    with startup_lock(_lock_file(settings)):
+        pid = kill_owned_process(files.pid_file, _BROKER_MAIN_CLASS)
+    if pid is None:
+        raise RuntimeError(f"Kafka broker {node_id} is not running (no live pid in {files.pid_file})")
+    # A killed JVM's command line is gone before the kernel has closed its sockets.
+    deadline = time.monotonic() + 5.0
+    while _port_accepts_connections(files.node.host, files.node.port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.info("killed Kafka broker %d (pid %d)", node_id, pid)
+    return pid
+
+
+def start_node(settings: LocalStackSettings, node_id: int) -> None:
+    """Start one node again (a no-op if it runs) and wait until the cluster lists it as a live broker."""
+    files = _node_files(settings, node_id)
+    with startup_lock(_lock_file(settings)):
+        started = time.monotonic()
+        if owned_pid(files.pid_file, _BROKER_MAIN_CLASS) is None:
+            _refuse_foreign_listener(settings, files.node)
+        alive = _start_or_join(settings, files)
+        _wait_until_ready(settings, [(files, alive)], partial(_node_registered_or_error, files.node), started)
+        log.info("Kafka broker %d back on %s in %.1f s", node_id, files.node.address, time.monotonic() - started)
+
+
+def _lock_file(settings: LocalStackSettings) -> Path:
+    return settings.kafka_dir / "up.lock"
+
+
+def _all_node_files(settings: LocalStackSettings) -> list[_BrokerFiles]:
+    return [_BrokerFiles.of(settings, node) for node in settings.kafka_nodes]
+
+
+def _node_files(settings: LocalStackSettings, node_id: int) -> _BrokerFiles:
+    for files in _all_node_files(settings):
+        if files.node.node_id == node_id:
+            return files
+    raise ValueError(f"no Kafka node {node_id}: the local Kafka has nodes 1 to {settings.kafka_brokers}")
+
+
+def _node_status(files: _BrokerFiles) -> dict[str, object]:
     return {
+        "node_id": files.node.node_id,
         "pid": owned_pid(files.pid_file, _BROKER_MAIN_CLASS),
-        "bootstrap": settings.kafka_bootstrap,
-        "listening": _port_accepts_connections(settings.kafka_host, settings.kafka_port),
+        "address": files.node.address,
+        "controller_port": files.node.controller_port,
+        "listening": _port_accepts_connections(files.node.host, files.node.port),
         "data_dir": str(files.data),
         "log_file": str(files.server_log),
     }
 
 
+def _start_or_join(settings: LocalStackSettings, files: _BrokerFiles) -> Callable[[], bool]:
+    """Start the node unless our JVM for it already runs; returns how to tell it is still alive."""
+    pid = owned_pid(files.pid_file, _BROKER_MAIN_CLASS)
+    if pid is not None:
+        log.info("Kafka broker %d (pid %d) is already running or starting; waiting for it", files.node.node_id, pid)
+        return partial(_owned_broker_running, files, pid)
+    _ensure_jars(files)
+    _write_server_properties(settings, files)
+    _ensure_storage_formatted(settings, files)
+    # Watch our own child through its Popen: right after exec its /proc cmdline can still be empty.
+    return partial(_child_running, _start_broker(settings, files))
+
+
+def _stop_brokers(nodes: list[_BrokerFiles]) -> None:
+    # All at once: stopped one by one, the last node would wait out its grace for a quorum that is gone.
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        list(pool.map(_stop_broker, nodes))
+
+
 def _stop_broker(files: _BrokerFiles) -> None:
     pid = stop_owned_process(files.pid_file, _BROKER_MAIN_CLASS, grace_s=_SHUTDOWN_GRACE_S)
     if pid is not None:
-        log.info("stopped Kafka broker (pid %d)", pid)
+        log.info("stopped Kafka broker %d (pid %d)", files.node.node_id, pid)
 
 
-def _refuse_foreign_listener(settings: LocalStackSettings) -> None:
-    """Something that is not a working broker of ours holds the port: starting ours could only fail to bind."""
-    if _port_accepts_connections(settings.kafka_host, settings.kafka_port):
-        raise RuntimeError(
-            f"{settings.kafka_bootstrap} is taken by a process that does not accept Kafka produce requests "
-            f"and was not started from {settings.kafka_dir}; stop it or set ELMO_LOCAL_KAFKA_PORT"
-        )
+def _refuse_foreign_listener(settings: LocalStackSettings, node: KafkaNode) -> None:
+    """Something that is not a working broker of ours holds a port: starting ours could only fail to bind."""
+    for port in (node.port, node.controller_port):
+        if _port_accepts_connections(node.host, port):
+            raise RuntimeError(
+                f"{node.host}:{port} (Kafka node {node.node_id} of {settings.kafka_bootstrap}) is taken by a process "
+                f"that is not a working Kafka of ours started from {settings.kafka_dir}; stop it "
+                "or set ELMO_LOCAL_KAFKA_PORT / ELMO_LOCAL_KAFKA_CONTROLLER_PORT"
+            )
 
 
 # --- jars -------------------------------------------------------------------------------------------
@@ -184,26 +273,56 @@ def _ensure_jars(files: _BrokerFiles) -> None:
 
 
 def _write_server_properties(settings: LocalStackSettings, files: _BrokerFiles) -> None:
+    if settings.kafka_brokers == 1:
+        quorum = f"controller.quorum.bootstrap.servers={files.node.host}:{files.node.controller_port}"
+    else:
+        voters = ",".join(f"{node.node_id}@{node.host}:{node.controller_port}" for node in settings.kafka_nodes)
+        quorum = f"controller.quorum.voters={voters}"
     template = Template(files.config_template.read_text())
+    files.home.mkdir(parents=True, exist_ok=True)
     files.server_properties.write_text(
         template.substitute(
-            node_id=_NODE_ID,
-            host=settings.kafka_host,
-            listener_port=settings.kafka_port,
-            controller_port=settings.kafka_controller_port,
+            node_id=files.node.node_id,
+            quorum=quorum,
+            host=files.node.host,
+            listener_port=files.node.port,
+            controller_port=files.node.controller_port,
             log_dirs=files.data,
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
         )
     )
 
 
-def _ensure_storage_formatted(files: _BrokerFiles) -> None:
-    """KRaft refuses to start on an unformatted log dir; format it once, as the only voter (--standalone)."""
+def _ensure_storage_formatted(settings: LocalStackSettings, files: _BrokerFiles) -> None:
+    """KRaft refuses to start on an unformatted log dir; format it once (one node: as the only voter, --standalone)."""
     if (files.data / "meta.properties").is_file():
         return
     log.info("formatting Kafka storage in %s (first run only)", files.data)
     shutil.rmtree(files.data, ignore_errors=True)  # leftovers of an interrupted format
-    cluster_id = _run_storage_tool(files, "random-uuid").strip()
-    _run_storage_tool(files, "format", "-t", cluster_id, "-c", str(files.server_properties), "--standalone")
+    arguments = ["format", "-t", _cluster_id(settings, files), "-c", str(files.server_properties)]
+    if settings.kafka_brokers == 1:
+        arguments.append("--standalone")
+    _run_storage_tool(files, *arguments)
+
+
+def _cluster_id(settings: LocalStackSettings, files: _BrokerFiles) -> str:
+    """The one cluster id every node is formatted with: kept in a file, else read from a node's storage, else new."""
+    if files.cluster_id_file.is_file():
+        return files.cluster_id_file.read_text().strip()
+    cluster_id = next(
+        (found for node in _all_node_files(settings) if (found := _formatted_cluster_id(node))), None
+    ) or _run_storage_tool(files, "random-uuid").strip()
+    files.cluster_id_file.write_text(cluster_id + "\n")
+    return cluster_id
+
+
+def _formatted_cluster_id(files: _BrokerFiles) -> str | None:
+    try:
+        lines = (files.data / "meta.properties").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    return next((line.split("=", 1)[1].strip() for line in lines if line.startswith("cluster.id=")), None)
 
 
 def _run_storage_tool(files: _BrokerFiles, *arguments: str) -> str:
@@ -220,9 +339,10 @@ def _run_storage_tool(files: _BrokerFiles, *arguments: str) -> str:
 # --- the broker process ----------------------------------------------------------------------------
 
 
-def _start_broker(files: _BrokerFiles) -> subprocess.Popen[bytes]:
+def _start_broker(settings: LocalStackSettings, files: _BrokerFiles) -> subprocess.Popen[bytes]:
     files.logs.mkdir(parents=True, exist_ok=True)
-    command = _java_command(files, _BROKER_JVM_OPTIONS, _BROKER_MAIN_CLASS, str(files.server_properties))
+    jvm_options = _BROKER_JVM_OPTIONS if settings.kafka_brokers == 1 else _CLUSTER_NODE_JVM_OPTIONS
+    command = _java_command(files, jvm_options, _BROKER_MAIN_CLASS, str(files.server_properties))
     with open(files.stdout_log, "wb") as stdout:  # this run only, so its tail explains this run's failure
         # A session of its own: the broker outlives this process and ignores the terminal's Ctrl-C.
         broker = subprocess.Popen(
@@ -234,7 +354,7 @@ def _start_broker(files: _BrokerFiles) -> subprocess.Popen[bytes]:
             start_new_session=True,
         )
     files.pid_file.write_text(f"{broker.pid}\n")
-    log.info("started Kafka broker (pid %d); waiting until it accepts produce requests", broker.pid)
+    log.info("started Kafka broker %d (pid %d) on %s", files.node.node_id, broker.pid, files.node.address)
     return broker
 
 
@@ -263,27 +383,32 @@ def _java_command(files: _BrokerFiles, jvm_options: tuple[str, ...], main_class:
 
 
 def _wait_until_ready(
-    settings: LocalStackSettings, files: _BrokerFiles, broker_alive: Callable[[], bool], deadline: float
+    settings: LocalStackSettings,
+    watched: list[tuple[_BrokerFiles, Callable[[], bool]]],
+    readiness_error: Callable[[], Exception | None],
+    started: float,
 ) -> None:
-    """Poll with a real produce until it succeeds; fail fast if the JVM dies, stop it if time runs out."""
-    last_error: Exception | None = None
+    """Poll ``readiness_error`` until it reports none; if a JVM dies or time runs out, stop the watched nodes and fail."""
+    deadline = started + settings.kafka_start_timeout_s
     while True:
-        if not broker_alive():
-            files.pid_file.unlink(missing_ok=True)
-            raise RuntimeError(f"the Kafka broker exited while starting.\n{_broker_logs(files)}")
-        if _port_accepts_connections(settings.kafka_host, settings.kafka_port):
-            try:
-                _produce_probe_record(settings.kafka_bootstrap)
-                return
-            except Exception as error:  # any failure just means "not ready yet"
-                last_error = error
-        if time.monotonic() >= deadline:
-            logs_while_starting = _broker_logs(files)  # before stopping appends the shutdown to them
-            _stop_broker(files)
+        dead = [files for files, alive in watched if not alive()]
+        if dead:
+            for files in dead:
+                files.pid_file.unlink(missing_ok=True)
+            report = "\n".join(_broker_logs(files) for files in dead)
+            _stop_brokers([files for files, _ in watched])
             raise RuntimeError(
-                f"the Kafka broker did not accept a produce on {settings.kafka_bootstrap} within "
-                f"{settings.kafka_start_timeout_s:.0f} s (last error: {last_error!r}); it was stopped.\n"
-                f"{logs_while_starting}"
+                f"Kafka broker {', '.join(str(f.node.node_id) for f in dead)} exited while starting.\n{report}"
+            )
+        last_error = readiness_error()
+        if last_error is None:
+            return
+        if time.monotonic() >= deadline:
+            logs_while_starting = "\n".join(_broker_logs(files) for files, _ in watched)  # before the shutdown lines
+            _stop_brokers([files for files, _ in watched])
+            raise RuntimeError(
+                f"Kafka on {settings.kafka_bootstrap} was not ready within {settings.kafka_start_timeout_s:.0f} s "
+                f"(last error: {last_error!r}); the nodes started or awaited were stopped.\n{logs_while_starting}"
             )
         time.sleep(_POLL_INTERVAL_S)
 
@@ -312,36 +437,72 @@ def _port_accepts_connections(host: str, port: int) -> bool:
 
 
 def _accepts_produce(settings: LocalStackSettings) -> bool:
-    if not _port_accepts_connections(settings.kafka_host, settings.kafka_port):
-        return False
+    return _accepts_produce_or_error(settings) is None
+
+
+def _accepts_produce_or_error(settings: LocalStackSettings) -> Exception | None:
+    """None when every node's port is open, the cluster lists them all and an acks=all produce succeeds."""
+    closed = [node.address for node in settings.kafka_nodes if not _port_accepts_connections(node.host, node.port)]
+    if closed:
+        return ConnectionRefusedError(f"nothing listens on {', '.join(closed)}")
     try:
-        _produce_probe_record(settings.kafka_bootstrap)
-    except Exception:  # whatever answers there, it is not a broker we can use
-        return False
-    return True
+        _produce_probe_record(settings.kafka_bootstrap, settings.kafka_brokers)
+    except Exception as error:  # any failure just means "not ready yet"
+        return error
+    return None
 
 
-def _produce_probe_record(bootstrap: str) -> None:
-    """Create the probe topic if missing and produce one record with acks=all; raise if the broker can't take it.
+def _node_registered_or_error(node: KafkaNode) -> Exception | None:
+    """None once the node itself answers metadata that lists it as a live (unfenced) broker."""
+    if not _port_accepts_connections(node.host, node.port):
+        return ConnectionRefusedError(f"nothing listens on {node.address}")
+    from kafka import KafkaAdminClient
 
-    A produce is the honest readiness test: an open port or a metadata answer
-    comes seconds before the broker can host a partition leader.
-    """
-    from kafka import KafkaAdminClient, KafkaProducer
-    from kafka.errors import TopicAlreadyExistsError
+    try:
+        with _kafka_client_logs_muted():
+            admin = KafkaAdminClient(**_quick_client_config(node.address))
+            try:
+                brokers = _live_brokers(admin)
+            finally:
+                admin.close()
+    except Exception as error:
+        return error
+    return None if node.node_id in brokers else LookupError(f"broker {node.node_id} is not in the cluster's metadata yet")
 
+
+def _live_brokers(admin) -> set[int]:  # noqa: ANN001 - a KafkaAdminClient, imported lazily
+    return {broker["broker_id"] for broker in admin.describe_cluster()["brokers"] if not broker.get("is_fenced")}
+
+
+def _quick_client_config(bootstrap: str) -> dict[str, object]:
     # kafka-python's defaults retry a missing broker for 30 s; a probe must fail fast and be polled again.
-    quick = {
+    return {
         "bootstrap_servers": bootstrap,
         "bootstrap_timeout_ms": 3000,
         "request_timeout_ms": 5000,
         "reconnect_backoff_max_ms": 500,
     }
+
+
+def _produce_probe_record(bootstrap: str, brokers: int = 1) -> None:
+    """Create the probe topic if missing and produce one record with acks=all; raise if the brokers can't take it.
+
+    A produce is the honest readiness test: an open port or a metadata answer
+    comes seconds before the broker can host a partition leader. A cluster must
+    also list all its ``brokers``, or a node still joining would count as ready.
+    """
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.errors import TopicAlreadyExistsError
+
+    quick = _quick_client_config(bootstrap)
     with _kafka_client_logs_muted():
         admin = KafkaAdminClient(**quick)
         try:
+            live = len(_live_brokers(admin)) if brokers > 1 else 1
+            if live < brokers:
+                raise LookupError(f"{live} of {brokers} brokers are in the cluster's metadata")
             if PROBE_TOPIC not in admin.list_topics():
-                topic = {"num_partitions": 1, "replication_factor": 1, "configs": {"retention.ms": "3600000"}}
+                topic = {"num_partitions": 1, "replication_factor": brokers, "configs": {"retention.ms": "3600000"}}
                 admin.create_topics({PROBE_TOPIC: topic})
         except TopicAlreadyExistsError:
             pass  # created concurrently, fine

@@ -39,6 +39,16 @@ def stop_owned_process(pid_file: Path, cmdline_marker: str, grace_s: float) -> i
     return pid
 
 
+def kill_owned_process(pid_file: Path, cmdline_marker: str) -> int | None:
+    """SIGKILL our process at once (a crash, for failure tests), wait for it to go; remove the pid file."""
+    pid = owned_pid(pid_file, cmdline_marker)
+    if pid is not None:
+        _signal(pid, signal.SIGKILL)
+        _wait_for_exit(pid, cmdline_marker, 5.0)
+    pid_file.unlink(missing_ok=True)
+    return pid
+
+
 @contextmanager
 def startup_lock(lock_file: Path) -> Iterator[None]:
     """Serialise up/down across processes (parallel test runs, two terminals) so only one starts the server."""

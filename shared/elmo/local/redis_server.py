@@ -1,7 +1,10 @@
 """A real Redis for development and CI: reuse whatever answers PING, else start our own under ``<state_dir>/redis``.
 
-Our Redis keeps nothing on disk (no RDB snapshots, no AOF): the stack's Redis
-is a cache of what Kafka holds, so a restart losing it is the normal case.
+Our Redis keeps an append-only file (`appendonly yes`, `appendfsync everysec`, in
+``<state_dir>/redis/appendonlydir``; no RDB snapshots), like the deployed one
+(deploy/k8s/base/redis/redis.yaml): a restart keeps what it held, a crash loses at most
+a second. What the feedback loop learnt is still a cache of what Kafka holds: if it is
+lost anyway, `elmo state rebuild` derives it again from elmo.replies and elmo.feedback.
 """
 
 from __future__ import annotations

@@ -8,6 +8,24 @@ from pathlib import Path
 
 KAFKA_POM = Path("deploy/local/kafka/pom.xml")
 _REPO_MARKER = Path("pyproject.toml")
+# One node by default; three form a cluster with a 3-voter controller quorum and replication factor 3.
+KAFKA_BROKER_COUNTS = (1, 3)
+# Node i (0-based) listens on kafka_port + 2i and kafka_controller_port + 2i: 9092/9094/9096, 9093/9095/9097.
+_KAFKA_NODE_PORT_STEP = 2
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One JVM of the local Kafka: a combined broker and KRaft controller."""
+
+    node_id: int
+    host: str
+    port: int
+    controller_port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -18,6 +36,7 @@ class LocalStackSettings:
     kafka_host: str = "127.0.0.1"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka_brokers: int = 1
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
     kafka_start_timeout_s: float = 120.0
@@ -30,6 +49,14 @@ class LocalStackSettings:
         # Frozen dataclass: normalising the fields has to bypass __setattr__.
         object.__setattr__(self, "repo_root", repo_root)
         object.__setattr__(self, "state_dir", state_dir)
+        if self.kafka_brokers not in KAFKA_BROKER_COUNTS:
+            raise ValueError(f"kafka_brokers={self.kafka_brokers}: the local Kafka runs 1 or 3 brokers")
+        ports = [port for node in self.kafka_nodes for port in (node.port, node.controller_port)]
+        if len(set(ports)) != len(ports) or max(ports) > 65535:
+            raise ValueError(
+                f"the Kafka ports {ports} (node i on kafka_port + {_KAFKA_NODE_PORT_STEP}i and "
+                f"kafka_controller_port + {_KAFKA_NODE_PORT_STEP}i) collide or run past 65535"
+            )
 
     @classmethod
     def from_env(cls, repo_root: Path) -> LocalStackSettings:
@@ -44,11 +71,35 @@ class LocalStackSettings:
                 overrides[field_name] = _port(env_name, value)
         if state_dir := os.environ.get("ELMO_LOCAL_STATE_DIR"):
             overrides["state_dir"] = Path(state_dir)
+        if brokers := os.environ.get("ELMO_LOCAL_KAFKA_BROKERS"):
+            overrides["kafka_brokers"] = _broker_count(brokers)
         return cls(repo_root=repo_root, **overrides)  # type: ignore[arg-type]
 
     @property
+    def kafka_nodes(self) -> tuple[KafkaNode, ...]:
+        return tuple(
+            KafkaNode(
+                node_id=index + 1,
+                host=self.kafka_host,
+                port=self.kafka_port + _KAFKA_NODE_PORT_STEP * index,
+                controller_port=self.kafka_controller_port + _KAFKA_NODE_PORT_STEP * index,
+            )
+            for index in range(self.kafka_brokers)
+        )
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host}:{self.kafka_port}"
+        """Every broker, comma-separated: a client then still connects while one of them is down."""
+        return ",".join(node.address for node in self.kafka_nodes)
+
+    @property
+    def kafka_replication_factor(self) -> int:
+        return self.kafka_brokers
+
+    @property
+    def kafka_min_insync_replicas(self) -> int:
+        """With three replicas an acks=all write survives one broker down, and is on two before it is acknowledged."""
+        return 1 if self.kafka_brokers == 1 else 2
 
     @property
     def kafka_dir(self) -> Path:
@@ -66,6 +117,12 @@ def find_repo_root(start: Path | None = None) -> Path:
         if (candidate / _REPO_MARKER).is_file() and (candidate / KAFKA_POM).is_file():
             return candidate
     raise FileNotFoundError(f"no elmo repository (a directory with {_REPO_MARKER} and {KAFKA_POM}) at or above {start}")
+
+
+def _broker_count(value: str) -> int:
+    if value.strip() not in {str(count) for count in KAFKA_BROKER_COUNTS}:
+        raise ValueError(f"ELMO_LOCAL_KAFKA_BROKERS={value!r}: the local Kafka runs 1 or 3 brokers")
+    return int(value)
 
 
 def _port(env_name: str, value: str) -> int:

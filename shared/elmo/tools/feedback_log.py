@@ -1,4 +1,5 @@
-"""Reading elmo.feedback as a log: a fixed range of offsets per partition, outside any consumer group.
+"""Reading a topic (elmo.feedback, elmo.replies) as a log: a fixed range of offsets per partition,
+outside any consumer group.
 
 A replay decides its end at the start (the end offsets then), so events produced while it reads
 are left for the next one and two replays of the same range read the same records. Where it
@@ -13,26 +14,28 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
 from elmo.contracts import topics
-from elmo.contracts.events import Feedback
+from elmo.contracts.events import Event, Feedback
 
 log = logging.getLogger("elmo.feedback_log")
 
 Start = str | datetime | Mapping[int, int]  # "earliest", a time, or offsets per partition
+E = TypeVar("E", bound=Event)
 
 
 @dataclass(frozen=True)
-class FeedbackRecord:
+class LogRecord(Generic[E]):
     partition: int
     offset: int
-    event: Feedback
+    event: E
 
 
 @dataclass
-class FeedbackRange:
+class LogRange:
     """What a read covered: [start, end) per partition, and how many records did not decode."""
 
     topic: str
@@ -64,17 +67,30 @@ def read_feedback(
     topic: str = topics.FEEDBACK.name,
     end: Mapping[int, int] | None = None,
     timeout_s: float = 120.0,
-) -> tuple[list[FeedbackRecord], FeedbackRange]:
-    """Every feedback event in [start, end) of each partition, in (partition, offset) order.
+) -> tuple[list[LogRecord[Feedback]], LogRange]:
+    """Every feedback event in [start, end) of each partition, in (partition, offset) order."""
+    return read_events(bootstrap_servers, topic, Feedback, start, end, timeout_s)
+
+
+def read_events(
+    bootstrap_servers: str,
+    topic: str,
+    event_type: type[E],
+    start: Start = "earliest",
+    end: Mapping[int, int] | None = None,
+    timeout_s: float = 120.0,
+) -> tuple[list[LogRecord[E]], LogRange]:
+    """Every event of `event_type` in [start, end) of each partition, in (partition, offset) order.
 
     `end` defaults to the end offsets when the read begins. A start below the earliest retained
-    offset (deleted by retention) starts at the earliest one, with a warning.
+    offset (deleted by retention) starts at the earliest one, with a warning. A record that does not
+    decode as `event_type` is counted in `LogRange.undecodable` and skipped.
     """
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-        client_id="elmo-feedback-replay", max_partition_fetch_bytes=4 * 1024 * 1024,
+        client_id="elmo-log-replay", max_partition_fetch_bytes=4 * 1024 * 1024,
     )  # fmt: skip
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
@@ -86,8 +102,8 @@ def read_feedback(
         latest = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
         stop = {p: min(latest[p], end[p]) if end is not None and p in end else latest[p] for p in partitions}
         begin = _start_offsets(consumer, tps, start, earliest, stop)
-        covered = FeedbackRange(topic, {p: (begin[p], max(begin[p], stop[p])) for p in partitions})
-        records = list(_read(consumer, tps, covered, timeout_s))
+        covered = LogRange(topic, {p: (begin[p], max(begin[p], stop[p])) for p in partitions})
+        records = list(_read(consumer, tps, covered, event_type, timeout_s))
     finally:
         consumer.close()
     return records, covered
@@ -113,7 +129,25 @@ def _start_offsets(consumer, tps, start: Start, earliest: dict[int, int], stop: 
     return begin
 
 
-def _read(consumer, tps, covered: FeedbackRange, timeout_s: float) -> Iterator[FeedbackRecord]:  # noqa: ANN001
+def retained_records(bootstrap_servers: str, topic: str = topics.FEEDBACK.name, timeout_s: float = 10.0) -> int:
+    """How many records the topic retains now (end minus earliest offsets, over its partitions)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, client_id="elmo-log-count",
+        request_timeout_ms=int(timeout_s * 1000), bootstrap_timeout_ms=int(timeout_s * 1000),
+    )  # fmt: skip
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return 0
+        earliest, latest = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+        return sum(latest[tp] - earliest[tp] for tp in tps)
+    finally:
+        consumer.close()
+
+
+def _read(consumer, tps, covered: LogRange, event_type: type[E], timeout_s: float) -> Iterator[LogRecord[E]]:  # noqa: ANN001
     remaining = set()
     for tp in tps:
         start, stop = covered.offsets[tp.partition]
@@ -123,7 +157,7 @@ def _read(consumer, tps, covered: FeedbackRange, timeout_s: float) -> Iterator[F
         else:
             consumer.pause(tp)
     deadline = time.monotonic() + timeout_s
-    by_partition: dict[int, list[FeedbackRecord]] = {tp.partition: [] for tp in tps}
+    by_partition: dict[int, list[LogRecord[E]]] = {tp.partition: [] for tp in tps}
     while remaining:
         if time.monotonic() > deadline:
             raise TimeoutError(f"replay of {covered.topic} did not reach the end offsets in {timeout_s} s: {covered.as_dict()}")
@@ -133,13 +167,13 @@ def _read(consumer, tps, covered: FeedbackRange, timeout_s: float) -> Iterator[F
                 if record.offset >= stop:
                     break
                 try:
-                    event = Feedback.model_validate_json(record.value) if record.value is not None else None
+                    event = event_type.model_validate_json(record.value) if record.value is not None else None
                 except ValidationError:
                     event = None
                 if event is None:
                     covered.undecodable += 1
                     continue
-                by_partition[tp.partition].append(FeedbackRecord(tp.partition, record.offset, event))
+                by_partition[tp.partition].append(LogRecord(tp.partition, record.offset, event))
             if consumer.position(tp) >= stop or (batch and batch[-1].offset >= stop - 1):
                 remaining.discard(tp)
                 consumer.pause(tp)

@@ -20,7 +20,8 @@ from elmo.models.artifacts import ArtifactStore
 from elmo.reply_bandit import ReplyLearningStore, ReplyRecord
 from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.topic_admin import create_topics
-from services.feedback_trainer.corrections import INTENT, CorrectionTrainer
+from elmo.learning.corrections import INTENT
+from services.feedback_trainer.corrections import CorrectionTrainer
 from elmo.models.intent_model import MODEL_KIND
 from tests.integration.kafka_io import ServiceProcess, consume, produce, start_group_at_end
 from tests.unit.feedback_trainer.test_corrections import TARGET, ZORBLAX

@@ -11,7 +11,8 @@ from elmo.contracts.events import Feedback, FeedbackKind
 from elmo.models.registry import Decision
 from elmo.reply_bandit import ReplyRecord
 from elmo.runtime.settings import ConnectionSettings
-from services.feedback_trainer.corrections import INTENT, Correction, CorrectionTrainer
+from elmo.learning.corrections import INTENT, Correction
+from services.feedback_trainer.corrections import CorrectionTrainer
 from tests.integration.feedback.test_weak_labels_on_redis import with_trainers
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,8 @@ from elmo.models.artifacts import ArtifactStore
 from elmo.reply_bandit import ReplyRecord
 from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.topic_admin import create_topics
-from services.feedback_trainer.corrections import INTENT, SENTIMENT, Correction, CorrectionTrainer, legacy_pending_key
+from elmo.learning.corrections import INTENT, SENTIMENT, Correction, legacy_pending_key
+from services.feedback_trainer.corrections import CorrectionTrainer
 from tests.integration.feedback.test_corrections_on_kafka import _delete, _index
 from tests.integration.kafka_io import ServiceProcess, consume, end_offsets, produce, read_from, start_group_at_end
 from tests.unit.feedback_trainer.conftest import copy_of_current

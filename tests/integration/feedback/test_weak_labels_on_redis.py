@@ -16,7 +16,8 @@ from elmo.contracts.events import Feedback, FeedbackKind
 from elmo.models.registry import Decision
 from elmo.reply_bandit import ReplyRecord
 from elmo.runtime.settings import ConnectionSettings
-from services.feedback_trainer.corrections import INTENT, SENTIMENT, Correction, CorrectionKind, CorrectionTrainer, WeakLabelConfig
+from elmo.learning.corrections import INTENT, SENTIMENT, Correction, CorrectionKind, WeakLabelConfig
+from services.feedback_trainer.corrections import CorrectionTrainer
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ from elmo.models.embeddings import SentenceEmbedder
 from elmo.models.registry import ModelRegistry
 from elmo.reply_bandit import ReplyRecord
 from elmo.runtime.stage import RejectedInput
-from services.feedback_trainer.corrections import INTENT, Correction, HeadFineTuner, correction_from
+from elmo.learning.corrections import INTENT, Correction, correction_from
+from services.feedback_trainer.corrections import HeadFineTuner
 from elmo.models.intent_model import INTENTS, MODEL_KIND, read_examples
 from elmo.models.intent_model import load_intent_model as intent_model
 

@@ -9,7 +9,7 @@ import pytest
 from elmo.contracts.events import Feedback, FeedbackKind, Reply
 from elmo.reply_bandit import ArmCounts, ReplyRecord, Reward, parse_counts
 from elmo.runtime.stage import RejectedInput
-from services.feedback_trainer.core import reward_for, unusable_handoff_outcome
+from elmo.learning.feedback import reward_for, unusable_handoff_outcome
 
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 REPLY = ReplyRecord("r-1", "greet", "greet:2", "greeting", "hello there", "c1", "u1")

@@ -15,7 +15,8 @@ from elmo.models.registry import ModelRegistry
 from elmo.models.sentiment_model import LABELS, MODEL_KIND, load_sentiment_model, read_brand_examples
 from elmo.reply_bandit import ReplyRecord
 from elmo.runtime.stage import RejectedInput
-from services.feedback_trainer.corrections import SENTIMENT, Correction, HeadFineTuner, correction_from
+from elmo.learning.corrections import SENTIMENT, Correction, correction_from
+from services.feedback_trainer.corrections import HeadFineTuner
 
 # "mid" is slang for mediocre: a complaint the head reads as neutral or even positive.
 MID = [

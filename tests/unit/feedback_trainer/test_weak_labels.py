@@ -16,11 +16,9 @@ from elmo.contracts.events import Feedback, FeedbackKind
 from elmo.models.classifier import HeadConfig
 from elmo.reply_bandit import Outcome, ReplyRecord
 from elmo.runtime.stage import CoreResult
-from services.feedback_trainer.core import FeedbackLearner
-from services.feedback_trainer.corrections import (
-    INTENT, SENTIMENT, Correction, FineTuneConfig, fine_tune_head, weak_label_from, without_contradictions,
-)  # fmt: skip
-from services.feedback_trainer.service import weak_label_config
+from elmo.learning.corrections import INTENT, SENTIMENT, Correction, weak_label_from, without_contradictions
+from elmo.learning.feedback import FeedbackLearner, weak_label_config
+from services.feedback_trainer.corrections import FineTuneConfig, fine_tune_head
 from services.feedback_trainer.settings import FeedbackTrainerSettings
 
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

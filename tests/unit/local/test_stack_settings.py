@@ -2,11 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from elmo.local.stack_settings import KAFKA_POM, LocalStackSettings, find_repo_root
+from elmo.local.stack_settings import KAFKA_POM, KafkaNode, LocalStackSettings, find_repo_root
 
 _ENV_VARS = (
     "ELMO_LOCAL_KAFKA_PORT",
     "ELMO_LOCAL_KAFKA_CONTROLLER_PORT",
+    "ELMO_LOCAL_KAFKA_BROKERS",
     "ELMO_LOCAL_REDIS_PORT",
     "ELMO_LOCAL_STATE_DIR",
 )
@@ -34,6 +35,8 @@ def test_defaults_keep_all_state_under_dot_local(tmp_path: Path) -> None:
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
     assert (settings.kafka_controller_port, settings.redis_port) == (9093, 6379)
     assert settings.kafka_start_timeout_s == 120.0
+    assert (settings.kafka_brokers, settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (1, 1, 1)
+    assert settings.kafka_nodes == (KafkaNode(node_id=1, host="127.0.0.1", port=9092, controller_port=9093),)
 
 
 def test_from_env_reads_ports_and_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,6 +69,41 @@ def test_from_env_rejects_a_bad_port(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     with pytest.raises(ValueError, match="ELMO_LOCAL_REDIS_PORT"):
         LocalStackSettings.from_env(tmp_path)
+
+
+def test_three_brokers_listen_two_ports_apart_and_replicate_three_times(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELMO_LOCAL_KAFKA_BROKERS", "3")
+
+    settings = LocalStackSettings.from_env(tmp_path)
+
+    assert [(n.node_id, n.port, n.controller_port) for n in settings.kafka_nodes] == [
+        (1, 9092, 9093),
+        (2, 9094, 9095),
+        (3, 9096, 9097),
+    ]
+    assert settings.kafka_bootstrap == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+    assert (settings.kafka_replication_factor, settings.kafka_min_insync_replicas) == (3, 2)
+
+
+def test_the_node_ports_follow_the_configured_ports(tmp_path: Path) -> None:
+    settings = LocalStackSettings(repo_root=tmp_path, kafka_port=19092, kafka_controller_port=19192, kafka_brokers=3)
+
+    assert [(n.port, n.controller_port) for n in settings.kafka_nodes] == [(19092, 19192), (19094, 19194), (19096, 19196)]
+
+
+@pytest.mark.parametrize("brokers", ["2", "0", "three"])
+def test_from_env_rejects_a_broker_count_other_than_one_or_three(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, brokers: str
+) -> None:
+    monkeypatch.setenv("ELMO_LOCAL_KAFKA_BROKERS", brokers)
+
+    with pytest.raises(ValueError, match="ELMO_LOCAL_KAFKA_BROKERS"):
+        LocalStackSettings.from_env(tmp_path)
+
+
+def test_a_controller_port_among_the_broker_ports_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="collide"):
+        LocalStackSettings(repo_root=tmp_path, kafka_port=9092, kafka_controller_port=9094, kafka_brokers=3)
 
 
 def test_settings_are_frozen(tmp_path: Path) -> None:

@@ -1,15 +1,16 @@
-"""feedback-trainer's core: turn each reaction into what it teaches.
+"""What each reaction teaches: the feedback-trainer's core, and the replay of `elmo state rebuild`.
 
 - Views, clicks and purchases of recommended items -> the interaction store the recommender reads.
 - Ratings of a reply, and clicks and purchases from it -> the reply-variant bandit's counts
   (`elmo.reply_bandit`): the reply index says which strategy and variant earned them.
-- Intent and sentiment corrections -> the corrections collector of their kind, which fine-tunes a
-  new nlu or sentiment head and puts it through the promotion gate (see `corrections.py`).
+- Intent and sentiment corrections -> the corrections collector of their kind
+  (`elmo.learning.corrections`); the feedback-trainer's collectors also fine-tune a new nlu or
+  sentiment head and put it through the promotion gate.
 - Ratings of +1 -> each collector too, which keeps the rated message as a confident weak label when
   its head was sure of it (they join the next fine-tune that corrections start).
 
-Nothing is published by the core: a promoted head is announced on elmo.model-updates by the
-registry, from the corrections trainer.
+Nothing is published here: a promoted head is announced on elmo.model-updates by the registry,
+from the feedback-trainer's corrections trainer.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from elmo.contracts.events import Feedback, FeedbackKind
 from elmo.interactions import InteractionStore, interaction_from_feedback
+from elmo.learning.corrections import INTENT, SENTIMENT, CorrectionKind, WeakLabelConfig
 from elmo.reply_bandit import Outcome, ReplyLearningStore, ReplyRecord, Reward
 from elmo.runtime.stage import CoreResult, RejectedInput
 
@@ -60,6 +64,43 @@ def unusable_handoff_outcome(event: Feedback) -> RejectedInput | None:
     if not event.reply_event_id:
         return RejectedInput("a handoff outcome needs the reply_event_id of the reply that handed off")
     return None
+
+
+class FeedbackLearningSettings(BaseSettings):
+    """How reactions are counted: read by the feedback-trainer and by `elmo state rebuild`, which
+    must count the same way for the rebuilt state to be the live one."""
+
+    model_config = SettingsConfigDict(env_prefix="ELMO_", extra="ignore")
+
+    trainer_rated_per_user_per_hour: int = Field(
+        10, ge=0, description="Most reply ratings of one user counted per hour (the rest are ignored: a guard against poisoning)."
+    )
+    trainer_corrections: bool = Field(
+        True, description="Fine-tune the nlu and sentiment heads on agents' intent and sentiment corrections (through the promotion gate)."
+    )
+    trainer_corrections_per_user_per_hour: int = Field(
+        5, ge=0, description="Most corrections of one kind from one user collected per hour (a flood from one account counts this many)."
+    )
+    trainer_weak_labels: bool = Field(
+        True, description="Also fine-tune on confident weak labels: messages whose reply was rated +1 while the head was sure of them."
+    )
+    trainer_weak_label_min_confidence: float = Field(
+        0.9, ge=0, le=1, description="Least nlu intent confidence of a rated +1 message for its intent to be a weak label."
+    )
+    trainer_weak_label_min_sentiment_score: float = Field(
+        0.8, gt=0, le=1, description="Least |sentiment score| (on the side of a positive or negative label) for it to be a weak label; never neutral."
+    )
+    trainer_weak_labels_kept: int = Field(
+        100, ge=1, description="Newest weak labels kept per head; a fine-tune started by corrections takes them all (weight 0.5)."
+    )
+    trainer_weak_labels_per_user_per_hour: int = Field(5, ge=0, description="Most weak labels of one kind from one user's ratings per hour.")
+
+
+def weak_label_config(settings: FeedbackLearningSettings, kind: CorrectionKind) -> WeakLabelConfig | None:
+    if not settings.trainer_weak_labels:
+        return None
+    thresholds = {INTENT: settings.trainer_weak_label_min_confidence, SENTIMENT: settings.trainer_weak_label_min_sentiment_score}
+    return WeakLabelConfig(thresholds[kind], settings.trainer_weak_labels_kept, settings.trainer_weak_labels_per_user_per_hour)
 
 
 class CorrectionsSink(Protocol):
