@@ -970,7 +970,7 @@ def dlq_replay(
     """
     from kafka.errors import KafkaError
 
-    from elmo.tools.dead_letter_admin import DeadLetterError, check_reason, plan_replay, publish_replays, remembered_as_handled, safe_text, select
+    from elmo.tools.dead_letter_admin import DeadLetterError, check_reason, plan_replay, publish_replays, safe_text, select
 
     if bool(offsets) == every:
         _fail("give --offset (one or more) or --all")
@@ -992,12 +992,6 @@ def dlq_replay(
         key = safe_text(item.key.decode("utf-8", "replace")) if item.key is not None else "-"
         typer.echo(f"{verb} {item.source.position} -> {item.topic} (key {key}, {len(item.value)} bytes)")
     typer.echo(f"{verb} {len(replays)}, skipped {len(skipped)} of {len(chosen)} selected")
-    if remembered := remembered_as_handled(replays):
-        typer.secho(
-            f"note: {len(remembered)} of them failed after decoding (processing_failed, rejected): {service} remembers their "
-            "event ids as handled and skips them until ELMO_IDEMPOTENCY_TTL_S has passed since they failed",
-            fg=typer.colors.YELLOW, err=True,
-        )  # fmt: skip
 
 
 if __name__ == "__main__":

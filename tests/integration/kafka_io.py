@@ -171,6 +171,12 @@ class ServiceProcess:
         except OSError:
             return 0, {}
 
+    def metric(self, name: str) -> float:
+        """The sum of a metric's samples (all label sets) on the service's /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
+            lines = response.read().decode().splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith((name + " ", name + "{")))
+
     def stop(self) -> None:
         stop_process(self.process)
 
@@ -231,3 +237,13 @@ def chain_services(
     finally:
         for service in services:
             service.stop()
+
+
+def elmo_cli(bootstrap: str, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
+    """The `elmo` command of this environment, as an operator runs it, against `bootstrap`; it must succeed."""
+    env = {**os.environ, "ELMO_KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "elmo"), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s
+    )
+    assert done.returncode == 0, f"elmo {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done

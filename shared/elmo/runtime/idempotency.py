@@ -1,7 +1,9 @@
 """Which events a service has already handled, so a redelivered event makes no second output.
 
 A key is written only after the event's outputs are acknowledged by Kafka, so a crash before that
-leads to reprocessing (never to loss). Output event ids are derived from the input's id, so even a
+leads to reprocessing (never to loss). An event that was dead-lettered is not remembered: replaying
+its dead letter after the cause is fixed (`elmo dlq replay`) runs it again; a redelivery of it
+before its offset was committed only dead-letters it a second time. Output event ids are derived from the input's id, so even a
 crash in the instant between publishing and remembering yields a duplicate that the next stage's
 check recognises by id.
 
@@ -30,6 +32,11 @@ class SeenEvents(Protocol):
         ...
 
     async def remember(self, event_ids: Iterable[str]) -> None: ...
+
+    async def release(self, event_ids: Iterable[str]) -> None:
+        """The events were finished without being handled (dead-lettered): their start counts go and
+        they are not remembered, so a replay of the dead letter, once the cause is fixed, runs them."""
+        ...
 
 
 _DECREMENT_IF_PRESENT = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('decr', KEYS[1]) end return 0"
@@ -78,6 +85,11 @@ class RedisSeenEvents:
                 pipe.delete(self._starts_prefix + event_id)
             await pipe.execute()
 
+    async def release(self, event_ids: Iterable[str]) -> None:
+        keys = [self._starts_prefix + event_id for event_id in event_ids]
+        if keys:
+            await self._client.delete(*keys)
+
     async def ping(self) -> bool:
         return bool(await self._client.ping())
 
@@ -108,4 +120,8 @@ class InMemorySeenEvents:
     async def remember(self, event_ids: Iterable[str]) -> None:
         for event_id in event_ids:
             self.handled.add(event_id)
+            self.starts.pop(event_id, None)
+
+    async def release(self, event_ids: Iterable[str]) -> None:
+        for event_id in event_ids:
             self.starts.pop(event_id, None)

@@ -127,18 +127,27 @@ class BatchProcessor:
         outgoing: list[OutgoingRecord],
         commit: Commit | None,
     ) -> None:
+        handled: list[str] = []
+        dead_lettered: list[str] = []  # not remembered: a replay of the letter after a fix runs them
         if len(pending) == 1 and starts[0] > self.max_crashes:
             outgoing.append(self._crashed(pending[0], starts[0]))
+            dead_lettered.append(pending[0].event.event_id)
         elif pending:
             results = await self._run_core([p.event for p in pending])
+            dead_letters = self.stage.dead_letters.name
             for item, result in zip(pending, results, strict=True):
-                outgoing.extend(self._outputs_or_dead_letter(item, result))
+                produced = self._outputs_or_dead_letter(item, result)
+                outgoing.extend(produced)
+                failed = any(r.topic == dead_letters for r in produced)
+                (dead_lettered if failed else handled).append(item.event.event_id)
 
         if outgoing:
             await self.publish(outgoing)
         if self.stage.after_batch is not None and decoded:
             await call_hook(self.stage.after_batch, [d.event for d in decoded])
-        finishing = [self.seen.remember([p.event.event_id for p in pending])] if pending else []
+        finishing = [self.seen.remember(handled)] if handled else []
+        if dead_lettered:
+            finishing.append(self.seen.release(dead_lettered))
         if commit is not None:
             finishing.append(commit(records))
         await asyncio.gather(*finishing)

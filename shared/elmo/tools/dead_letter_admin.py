@@ -24,11 +24,6 @@ from elmo.contracts.events import DeadLetter
 REASONS: tuple[str, ...] = get_args(DeadLetter.model_fields["reason"].annotation)
 # A replayed record says where it came from, so its trail can be followed back from the topic.
 REPLAYED_FROM_HEADER = "elmo.dlq.replayed_from"
-# The runtime remembers the id of every input it decoded, whatever became of it, so a service
-# skips the replay of a letter of these reasons until the id's key expires (ELMO_IDEMPOTENCY_TTL_S).
-REMEMBERED_REASONS = frozenset({"processing_failed", "rejected"})
-
-
 class DeadLetterError(ValueError):
     """A request the dead letters cannot answer: unknown service or reason, a selector matching nothing."""
 
@@ -209,11 +204,6 @@ def plan_replay(records: Iterable[LetterRecord]) -> tuple[list[Replay], list[Ski
         key = record.key if record.key is not None else (letter.original_key.encode() if letter.original_key is not None else None)
         replays.append(Replay(record, letter.original_topic, key, value))
     return replays, skipped
-
-
-def remembered_as_handled(replays: Iterable[Replay]) -> list[Replay]:
-    """The replays the service will skip as already handled while their event id is remembered."""
-    return [r for r in replays if r.source.letter is not None and r.source.letter.reason in REMEMBERED_REASONS]
 
 
 # --- formatting ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from elmo.runtime.settings import ConnectionSettings
 from elmo.voice_backlog import backlog_key
 from elmo.tools.test_data import fetch_pocketsphinx, raw_pcm_to_wav, to_ogg_opus
 from services.asr.wer import wer
-from tests.integration.kafka_io import ServiceProcess, end_offsets, produce, read_from, start_group_at_end
+from tests.integration.kafka_io import ServiceProcess, elmo_cli, end_offsets, produce, read_from, start_group_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +122,43 @@ def test_corrupt_audio_is_dead_lettered_as_rejected_and_the_next_message_flows(
     while store.exists(backlog_key(conversation)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not store.exists(backlog_key(conversation))
+
+
+def test_a_voice_note_whose_blob_was_missing_is_transcribed_when_its_dead_letter_is_replayed(
+    asr: ServiceProcess, connections: ConnectionSettings, speech_dir: Path
+) -> None:
+    """The operator's path: the note arrived before its file (a slow upload), asr dead-lettered it
+    as rejected; once the file is there, `elmo dlq replay asr` makes its utterance, and only once."""
+    bootstrap = connections.kafka_bootstrap_servers
+    clip = speech_dir / "librivox" / "sense_and_sensibility_01_austen_64kb-0880.wav"
+    conversation = f"asr-late-blob-{uuid.uuid4().hex[:8]}"
+    late = speech_dir / f"{conversation}.wav"  # under the blob root; not there yet
+    note = inbound(conversation, audio={
+        "uri": late.as_uri(), "mime_type": "audio/wav", "size_bytes": clip.stat().st_size,
+        "sha256": hashlib.sha256(clip.read_bytes()).hexdigest(),
+    })  # fmt: skip
+    letters_before, outputs_before = end_offsets(bootstrap, DEAD_LETTERS), end_offsets(bootstrap, topics.UTTERANCES.name)
+    produce(bootstrap, topics.VOICE_NOTES.name, [note])
+    (letter,) = read_from(bootstrap, letters_before, in_conversation(conversation), expected=1)
+    headers = {name: value.decode() for name, value in letter.headers}
+    assert headers["elmo.dlq.reason"] == "rejected" and headers["elmo.dlq.exception.message"].startswith("blob not found")
+
+    late.write_bytes(clip.read_bytes())  # the upload finished
+    try:
+        position = f"{letter.partition}:{letter.offset}"
+        done = elmo_cli(bootstrap, "dlq", "replay", "asr", "--offset", position)
+        assert "replayed 1, skipped 0 of 1 selected" in done.stdout
+        (utterance,) = [json.loads(r.value) for r in read_from(bootstrap, outputs_before, in_conversation(conversation), expected=1)]
+        assert utterance["parent_event_id"] == note["event_id"] and utterance["source"] == "voice"
+        assert wer(clip.with_suffix(".txt").read_text(), utterance["text"]) <= MAX_WER, utterance["text"]
+
+        skipped_before = asr.metric("elmo_messages_duplicate_total")
+        elmo_cli(bootstrap, "dlq", "replay", "asr", "--offset", position)  # again: handled now, so skipped
+        deadline = time.monotonic() + 15
+        while asr.metric("elmo_messages_duplicate_total") <= skipped_before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert asr.metric("elmo_messages_duplicate_total") > skipped_before
+        assert len(read_from(bootstrap, outputs_before, in_conversation(conversation), expected=2, timeout_s=2)) == 1
+        assert len(read_from(bootstrap, letters_before, in_conversation(conversation), expected=2, timeout_s=1)) == 1
+    finally:
+        late.unlink()

@@ -6,21 +6,17 @@ reaches elmo.inbound byte for byte and intake's utterance appears once, however 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from elmo.contracts import topics
 from elmo.runtime.settings import ConnectionSettings
 from elmo.tools.dead_letter_admin import REPLAYED_FROM_HEADER
-from tests.integration.kafka_io import REPO_ROOT, ServiceProcess, end_offsets, inbound, produce, read_from, start_group_at_end
+from tests.integration.kafka_io import ServiceProcess, elmo_cli, end_offsets, inbound, produce, read_from, start_group_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +41,7 @@ def strict_intake(intake_group: str) -> Iterator[ServiceProcess]:
 
 
 def elmo_dlq(connections: ConnectionSettings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ELMO_KAFKA_BOOTSTRAP_SERVERS": connections.kafka_bootstrap_servers}
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "elmo"), "dlq", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, f"elmo dlq {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
-    return done
+    return elmo_cli(connections.kafka_bootstrap_servers, "dlq", *args)
 
 
 def listed(connections: ConnectionSettings, keys: set[str], *args: str) -> dict[str, dict]:
@@ -61,12 +52,6 @@ def listed(connections: ConnectionSettings, keys: set[str], *args: str) -> dict[
 def keyed(*keys: str):  # noqa: ANN201 - a predicate over kafka-python records
     wanted = {key.encode() for key in keys}
     return lambda record: record.key in wanted
-
-
-def duplicates_skipped(service: ServiceProcess) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{service.port}/metrics", timeout=2) as response:
-        lines = response.read().decode().splitlines()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("elmo_messages_duplicate_total"))
 
 
 def test_list_shows_each_bad_record_with_its_reason_and_replay_refuses_a_truncated_one(
@@ -133,9 +118,9 @@ def test_replay_after_the_fix_reaches_the_topic_once_and_intake_answers_once(
         # Again: the original reaches the topic a second time, and intake skips it as handled.
         elmo_dlq(connections, "replay", "intake", "--offset", position)
         deadline = time.monotonic() + 15
-        while duplicates_skipped(fixed) < 1 and time.monotonic() < deadline:
+        while fixed.metric("elmo_messages_duplicate_total") < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert duplicates_skipped(fixed) >= 1
+        assert fixed.metric("elmo_messages_duplicate_total") >= 1
         assert len(read_from(bootstrap, inbound_before, keyed(conversation), expected=3, timeout_s=2)) == 2
         assert len(read_from(bootstrap, utterances_before, keyed(conversation), expected=2, timeout_s=2)) == 1
     finally:

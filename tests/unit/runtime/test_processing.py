@@ -268,6 +268,31 @@ async def test_a_core_can_reject_one_input_of_a_batch_without_failing_the_others
     assert [r.headers["elmo.dlq.reason"] for r in out.on("elmo.dlq.echo")] == ["rejected"]
 
 
+@pytest.mark.parametrize("failure", ["bug", "rejected"])
+async def test_a_dead_lettered_event_replayed_after_the_fix_is_handled(failure):
+    """What `elmo dlq replay` relies on: a dead-lettered event is not remembered as handled, so the
+    same record read again once the cause is fixed (a deploy, the blob arrived) makes its output."""
+    fixed = {"now": False}
+
+    def core(events):
+        if not fixed["now"]:
+            return [RuntimeError("a bug this record triggers") if failure == "bug" else RejectedInput("blob not found") for _ in events]
+        return echo_core(events)
+
+    seen = InMemorySeenEvents()
+    processor, out = make(core=core, seen=seen)
+    batch = records(inbound("a", "one"))
+    await processor.handle(batch)
+    assert [r.headers["elmo.dlq.reason"] for r in out.on("elmo.dlq.echo")] == ["processing_failed" if failure == "bug" else "rejected"]
+    assert not seen.handled and not seen.starts
+
+    fixed["now"] = True
+    await processor.handle(batch)  # the replayed original
+    await processor.handle(batch)  # and once more: now it was handled, so it is skipped
+    assert [json.loads(r.value)["text"] for r in out.on(OUT.name)] == ["ONE"]
+    assert seen.handled == {"a"} and len(out.on("elmo.dlq.echo")) == 1
+
+
 SIDE = Topic("test.side", "")
 
 
@@ -352,8 +377,9 @@ async def test_an_event_the_service_keeps_dying_on_is_dead_lettered_and_its_batc
     assert body["original_event_id"] == "p" and body["error_class"].endswith("ServiceDiedWhileHandling")
     assert rounds == 4  # died in the batch, then twice alone, then dead-lettered
     assert sorted(set(committed)) == [0, 1, 2]
-    # Remembered ones keep no count (an event seen again after it was handled is only skipped).
-    assert seen.handled == {"a", "p", "b"} and "p" not in seen.starts and "b" not in seen.starts
+    # Handled ones are remembered and keep no count; the dead-lettered one is not remembered (a
+    # replay of its letter after a fix runs it) and its count is gone (it starts afresh).
+    assert seen.handled == {"a", "b"} and "p" not in seen.starts and "b" not in seen.starts
 
 
 async def test_a_rewind_is_not_counted_as_a_death():

@@ -21,7 +21,6 @@ from elmo.tools.dead_letter_admin import (
     list_line,
     parse_record,
     plan_replay,
-    remembered_as_handled,
     safe_text,
     select,
     show_lines,
@@ -156,10 +155,3 @@ def test_show_pretty_prints_a_json_original_and_escapes_terminal_controls() -> N
     assert "not a valid InboundMessage: user_id: Field required" in shown
     assert "elmo.dlq.exception.class: elmo.contracts.codec.InvalidEvent" in shown
     assert safe_text("tab\tand\nnewline\r") == "tab\tand\nnewline\\r"
-
-
-def test_letters_failed_after_decoding_are_flagged_as_remembered_by_the_service() -> None:
-    failed = letter(b'{"text": "boom"}', offset=1, reason="processing_failed", error=RuntimeError("core exploded"), event_id="e-1")
-    rejected = letter(b'{"text": "bad audio"}', offset=2, reason="rejected", error=RuntimeError("corrupt"), event_id="e-2")
-    replays, _ = plan_replay([letter(b"{", offset=0), failed, rejected])
-    assert [r.source for r in remembered_as_handled(replays)] == [failed, rejected]
