@@ -96,7 +96,7 @@ test-unit: setup tools
 test: setup system-packages tools test-data
 	@set -o pipefail; started=$$($(ELMO) kafka status --quiet || echo started); \
 	$(MAKE) --no-print-directory infra-up; \
-	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/chaos -m "not chaos_full" -q -ra; status=$$?; \
+	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/chaos -m "not chaos_full" -q -ra --durations=20; status=$$?; \
 	if [ "$$started" = started ]; then $(MAKE) --no-print-directory infra-down; fi; \
 	exit $$status
 

@@ -403,6 +403,21 @@ def _test_data_dir() -> Path:
 
 
 STORE_OPTION = typer.Option(None, "--store", help="Model store directory (default: ELMO_MODEL_STORE).")
+JSON_REPORT_OPTION = typer.Option(False, "--json", help="Print the whole report as JSON instead of one summary line.")
+
+
+def _trained(store: Path | None, version: object, summary: str, report: dict, as_json: bool) -> None:
+    """A trained version: one line a person can read (the whole report saved beside the store's
+    versions, under reports/), or the whole report as JSON with --json."""
+    document = {"version": version.version, "path": str(version.path), **report}
+    if as_json:
+        typer.echo(json.dumps(document, default=str))
+        return
+    reports = _store(store).root / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    saved = reports / f"{version.kind}-{version.version}.json"  # type: ignore[attr-defined]
+    saved.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    typer.echo(f"{version.kind} {version.version}: {summary}; full report in {saved}")  # type: ignore[attr-defined]
 
 
 @train_app.command("nlu")
@@ -410,6 +425,7 @@ def train_nlu(
     seed: int = typer.Option(13, help="Random seed: same data and seed, same model."),
     store: Path | None = STORE_OPTION,
     if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a current model exists."),
+    as_json: bool = JSON_REPORT_OPTION,
 ) -> None:
     """Train the intent head on shared/elmo/models/training_data/intents/intents.jsonl; print held-out metrics."""
     from elmo.models.embeddings import SentenceEmbedder
@@ -420,7 +436,8 @@ def train_nlu(
         return
 
     version, report = train(_store(store), SentenceEmbedder(), seed=seed)
-    typer.echo(json.dumps({"version": version.version, "path": str(version.path), **report.as_dict()}))
+    summary = f"held-out accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f} on {report.support} questions"
+    _trained(store, version, summary, report.as_dict(), as_json)
 
 
 @train_app.command("sentiment")
@@ -429,6 +446,7 @@ def train_sentiment(
     store: Path | None = STORE_OPTION,
     tweets_only: bool = typer.Option(False, "--tweets-only", help="Only the tweets of the rated data (fast; for tests)."),
     if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a current model exists."),
+    as_json: bool = JSON_REPORT_OPTION,
 ) -> None:
     """Train the sentiment head on the VADER human-rated data plus our brand examples."""
     from elmo.models.embeddings import SentenceEmbedder
@@ -442,8 +460,9 @@ def train_sentiment(
     vader = find_vader_directory(fetch_vader_ratings(_test_data_dir()))
     sources = ("tweets",) if tweets_only else ("tweets", "amazon", "movies", "nyt")
     version, results = train(_store(store), SentenceEmbedder(), vader, seed=seed, vader_sources=sources)
-    summary = {k: {"model": v["model"]["accuracy"], "vader": v["vader"]["accuracy"]} for k, v in results.items()}
-    typer.echo(json.dumps({"version": version.version, "path": str(version.path), "held_out_accuracy": summary}))
+    accuracy = {k: {"model": v["model"]["accuracy"], "vader": v["vader"]["accuracy"]} for k, v in results.items()}
+    summary = "held-out accuracy " + ", ".join(f"{k} {v['model']:.3f} (VADER {v['vader']:.3f})" for k, v in accuracy.items())
+    _trained(store, version, summary, {"held_out_accuracy": accuracy, "results": results}, as_json)
 
 
 @train_app.command("recommender")
@@ -460,6 +479,7 @@ def train_recommender(
     topic: str = typer.Option("elmo.feedback", "--topic", help="With --replay-from: the feedback topic to read."),
     force: bool = typer.Option(False, "--force", help="With --replay-from: promote without the gate."),
     no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="With --replay-from: do not write the replay checkpoint."),
+    as_json: bool = JSON_REPORT_OPTION,
 ) -> None:
     """Fit ALS on interactions; print hit-rate@10 (held-out last purchases) of ALS and of popularity.
 
@@ -496,7 +516,10 @@ def train_recommender(
         typer.echo(f"{MODEL_KIND}: current version {_store(store).current_version(MODEL_KIND)} kept")
         return
     version, evaluation = train(_store(store), source, seed=seed, users=users, redis_url=_connections().redis_url)  # type: ignore[arg-type]
-    typer.echo(json.dumps({"version": version.version, "path": str(version.path), **evaluation.as_metrics()}))
+    metrics = evaluation.as_metrics()
+    summary = (f"hit-rate@10 {metrics['hit_rate_at_10_als']:.3f} (popularity {metrics['hit_rate_at_10_popularity']:.3f}) "
+               f"on {int(metrics['held_out_users'])} held-out last purchases")  # fmt: skip
+    _trained(store, version, summary, metrics, as_json)
 
 
 @train_app.command("rephraser")
