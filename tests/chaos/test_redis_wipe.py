@@ -34,10 +34,7 @@ from services.generator.templates import load_templates
 from services.generator.variant_policy import ThompsonVariantPolicy
 from tests.chaos.traffic import TopicWatcher, producer, report, run_id, send_paced
 
-# Out of `make test` (in `make chaos`) until the bug it found is fixed: after the quick chaos tests
-# of the full suite, the recommender twice served the cold list to users whose histories were in
-# Redis (before the wipe), and their own recommendations only after `elmo state rebuild`.
-pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.chaos_full]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 USERS = 6
 ASKS = ["what would you recommend for me?", "any gift ideas? show me something nice", "i want to buy something new, suggestions?"]

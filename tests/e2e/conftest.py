@@ -13,7 +13,10 @@ from tests.integration.kafka_io import ServiceProcess, chain_services
 CONVERSATION_SERVICES = ("intake", "asr", "nlu", "sentiment", "recommender", "generator")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the chain stops when the e2e tests are done. Left running (session scope), it
+# answered the chaos tests' turns too, on the shared topics and from another Redis, and whichever
+# chain's record came first was what a chaos test read (the Redis-wipe test saw cold lists).
+@pytest.fixture(scope="package")
 def running_chain(connections: ConnectionSettings, trained_model_store) -> Iterator[list[ServiceProcess]]:
     env = {"ELMO_MODEL_STORE": str(trained_model_store.root)}
     with chain_services(connections.kafka_bootstrap_servers, CONVERSATION_SERVICES, "e2e", env, timeout_s=180) as services:
